@@ -1,0 +1,54 @@
+import Type, { type Static } from 'typebox'
+import Value from 'typebox/value'
+
+
+/**
+ * The whole runtime configuration. It is read from the environment once, in
+ * server.ts; everything else receives the validated object.
+ */
+export const ConfigSchema = Type.Object({
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
+  DATA_DIR: Type.String({ minLength: 1, default: './data' }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  ENCRYPTION_KEY: Type.Optional(Type.String({ minLength: 16 })),
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 100 }),
+  RATE_LIMIT_CREATE_MAX: Type.Integer({ minimum: 1, default: 20 }),
+  ACCOUNT_INSTANCE_QUOTA: Type.Integer({ minimum: 1, default: 100 }),
+  TRUST_PROXY: Type.Boolean({ default: false }),
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000 }),
+  WA_WS_URL: Type.String({ pattern: '^wss?://', default: 'wss://web.whatsapp.com/ws/chat' }),
+  RECONNECT_DIAL_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000 }),
+  CONNECT_QR_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 60_000 })
+})
+
+export type AppConfig = Static<typeof ConfigSchema>
+
+export class ConfigError extends Error {
+  constructor (problems: string[]) {
+    super(`Invalid configuration:\n${problems.map(problem => `  - ${problem}`).join('\n')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+/**
+ * Applies defaults, converts strings from the environment to numbers and
+ * booleans, drops unknown variables, and fails with every problem at once.
+ */
+export function loadConfig (source: Record<string, string | undefined>): AppConfig {
+  const known = Object.fromEntries(
+    Object.keys(ConfigSchema.properties)
+      .filter(name => source[name] !== undefined && source[name] !== '')
+      .map(name => [name, source[name]])
+  )
+  const value = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, known))
+  const problems = [...Value.Errors(ConfigSchema, value)].map(error => {
+    const name = error.instancePath.replace(/^\//, '') || 'config'
+    return `${name}: ${error.message}`
+  })
+  if (problems.length > 0) throw new ConfigError(problems)
+  return value as AppConfig
+}

@@ -1,0 +1,225 @@
+import type { Redis } from 'ioredis'
+import type {
+  AccountRecord,
+  CreateInstanceResult,
+  InstancePatch,
+  InstanceRecord,
+  SessionWrite,
+  Store,
+  TokenOwner
+} from './store.js'
+
+export interface RedisStoreOptions {
+  /** A connected client owned by the caller (plugins/redis.ts closes it). */
+  redis: Redis
+  /** Namespace for every key, so tests and several deployments can share one Redis. */
+  prefix?: string
+}
+
+/*
+ * Multi-key writes whose outcome depends on what is already stored run as Lua
+ * scripts: Redis executes a script atomically, so two replicas creating the same
+ * name, or a late session write racing a delete, can never interleave.
+ */
+
+// KEYS: account's name index, token key, instance hash, all-instances set.
+// ARGV: name, id, quota, token owner JSON, then field/value pairs of the instance hash.
+const CREATE_INSTANCE = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'name_taken' end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'token_taken' end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 'quota_exceeded' end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[4])
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('SADD', KEYS[4], ARGV[2])
+return 'created'
+`
+
+// KEYS: instance hash. ARGV: field/value pairs. Never recreates a deleted instance.
+const UPDATE_INSTANCE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return redis.call('HGETALL', KEYS[1])
+`
+
+// KEYS: instance hash, session hash. ARGV: number of pairs to set, the pairs, then names to delete.
+// The existence check keeps a late write from a closing socket from resurrecting a deleted session.
+const WRITE_SESSION = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local count = tonumber(ARGV[1])
+for i = 2, 1 + count * 2, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 2 + count * 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+return 1
+`
+
+const CREDS_FIELD = 'creds'
+
+type ScriptedRedis = Redis & {
+  waCreateInstance: (...args: Array<string | number>) => Promise<CreateInstanceResult>
+  waUpdateInstance: (...args: Array<string | number>) => Promise<string[] | null>
+  waWriteSession: (...args: Array<string | number>) => Promise<number>
+}
+
+export function createRedisStore (options: RedisStoreOptions): Store {
+  const prefix = options.prefix ?? 'wa:'
+  const redis = options.redis as ScriptedRedis
+  if (typeof redis.waCreateInstance !== 'function') {
+    redis.defineCommand('waCreateInstance', { numberOfKeys: 4, lua: CREATE_INSTANCE })
+    redis.defineCommand('waUpdateInstance', { numberOfKeys: 1, lua: UPDATE_INSTANCE })
+    redis.defineCommand('waWriteSession', { numberOfKeys: 2, lua: WRITE_SESSION })
+  }
+
+  const key = {
+    account: (id: string) => `${prefix}account:${id}`,
+    accounts: `${prefix}accounts`,
+    token: (hash: string) => `${prefix}token:${hash}`,
+    instance: (id: string) => `${prefix}instance:${id}`,
+    instances: `${prefix}instances`,
+    instanceNames: (accountId: string) => `${prefix}account:${accountId}:instances`,
+    session: (id: string) => `${prefix}session:${id}`
+  }
+
+  async function readInstances (ids: string[]): Promise<InstanceRecord[]> {
+    if (ids.length === 0) return []
+    const pipeline = redis.pipeline()
+    for (const id of ids) pipeline.hgetall(key.instance(id))
+    const replies = await pipeline.exec() ?? []
+    const records: InstanceRecord[] = []
+    for (const [error, fields] of replies) {
+      if (error !== null) throw error
+      const record = decodeInstance(fields as Record<string, string>)
+      if (record !== null) records.push(record)
+    }
+    return records
+  }
+
+  return {
+    kind: 'redis',
+
+    async ping () {
+      await redis.ping()
+    },
+
+    async close () {
+      // Every command is acknowledged before its promise resolves: nothing is buffered here.
+    },
+
+    async createAccount (account) {
+      const owner: TokenOwner = { kind: 'account', accountId: account.id }
+      await redis.multi()
+        .set(key.account(account.id), JSON.stringify(account))
+        .sadd(key.accounts, account.id)
+        .set(key.token(account.tokenHash), JSON.stringify(owner))
+        .exec()
+    },
+
+    async listAccounts () {
+      const ids = await redis.smembers(key.accounts)
+      if (ids.length === 0) return []
+      const values = await redis.mget(ids.map(id => key.account(id)))
+      return values.filter((value): value is string => value !== null).map(value => JSON.parse(value) as AccountRecord)
+    },
+
+    async findTokenOwner (tokenHash) {
+      const value = await redis.get(key.token(tokenHash))
+      return value === null ? null : JSON.parse(value) as TokenOwner
+    },
+
+    async createInstance (instance, quota) {
+      const owner: TokenOwner = { kind: 'instance', accountId: instance.accountId, instanceId: instance.id }
+      return await redis.waCreateInstance(
+        key.instanceNames(instance.accountId), key.token(instance.tokenHash), key.instance(instance.id), key.instances,
+        instance.name, instance.id, quota, JSON.stringify(owner), ...encodeFields(instance)
+      )
+    },
+
+    async getInstance (instanceId) {
+      return decodeInstance(await redis.hgetall(key.instance(instanceId)))
+    },
+
+    async findInstanceByName (accountId, name) {
+      const id = await redis.hget(key.instanceNames(accountId), name)
+      return id === null ? null : decodeInstance(await redis.hgetall(key.instance(id)))
+    },
+
+    async listInstances (accountId) {
+      return await readInstances(Object.values(await redis.hgetall(key.instanceNames(accountId))))
+    },
+
+    async listAllInstances () {
+      return await readInstances(await redis.smembers(key.instances))
+    },
+
+    async updateInstance (instanceId, patch: InstancePatch) {
+      const fields = encodeFields({ ...patch, updatedAt: new Date().toISOString() })
+      const reply = await redis.waUpdateInstance(key.instance(instanceId), ...fields)
+      return reply === null ? null : decodeInstance(pairsToObject(reply))
+    },
+
+    async deleteInstance (instanceId) {
+      const instance = decodeInstance(await redis.hgetall(key.instance(instanceId)))
+      if (instance === null) return false
+      // One transaction, so no reader ever sees the token without its instance or the reverse.
+      await redis.multi()
+        .del(key.instance(instanceId), key.session(instanceId), key.token(instance.tokenHash))
+        .hdel(key.instanceNames(instance.accountId), instance.name)
+        .srem(key.instances, instanceId)
+        .exec()
+      return true
+    },
+
+    async hasSession (instanceId) {
+      return await redis.hexists(key.session(instanceId), CREDS_FIELD) === 1
+    },
+
+    async readSessionCreds (instanceId) {
+      return await redis.hget(key.session(instanceId), CREDS_FIELD)
+    },
+
+    async readSessionKeys (instanceId, keyNames) {
+      const found = new Map<string, string>()
+      if (keyNames.length === 0) return found
+      const values = await redis.hmget(key.session(instanceId), ...keyNames)
+      keyNames.forEach((name, index) => {
+        const value = values[index]
+        if (value != null) found.set(name, value)
+      })
+      return found
+    },
+
+    async writeSession (instanceId, write: SessionWrite) {
+      const setPairs: string[] = []
+      const deletions: string[] = []
+      if (write.creds !== undefined) setPairs.push(CREDS_FIELD, write.creds)
+      for (const [name, value] of Object.entries(write.keys ?? {})) {
+        if (value === null) deletions.push(name)
+        else setPairs.push(name, value)
+      }
+      if (setPairs.length === 0 && deletions.length === 0) return
+      await redis.waWriteSession(key.instance(instanceId), key.session(instanceId), setPairs.length / 2, ...setPairs, ...deletions)
+    },
+
+    async deleteSession (instanceId) {
+      await redis.del(key.session(instanceId))
+    }
+  }
+}
+
+function encodeFields (record: object): string[] {
+  const pairs: string[] = []
+  for (const [field, value] of Object.entries(record)) {
+    if (value !== undefined) pairs.push(field, JSON.stringify(value))
+  }
+  return pairs
+}
+
+function decodeInstance (fields: Record<string, string>): InstanceRecord | null {
+  if (fields.id === undefined) return null
+  return Object.fromEntries(Object.entries(fields).map(([field, value]) => [field, JSON.parse(value)])) as InstanceRecord
+}
+
+function pairsToObject (pairs: string[]): Record<string, string> {
+  const object: Record<string, string> = {}
+  for (let i = 0; i + 1 < pairs.length; i += 2) object[pairs[i] as string] = pairs[i + 1] as string
+  return object
+}

@@ -1,0 +1,139 @@
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { openFileStore } from '../../stores/file-store.js'
+import { createRedisStore } from '../../stores/redis-store.js'
+import type { Store } from '../../stores/store.js'
+import { accountRecord, instanceRecord } from '../support/records.js'
+import { useRedis } from '../support/redis.js'
+
+/** Opens a store; calling it again opens the same data anew, as a restarted process would. */
+type Backend = (t: Test) => Promise<() => Promise<Store>>
+
+const fileBackend: Backend = async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'wa-store-'))
+  let open: Store | null = null
+  t.teardown(async () => { await open?.close() })
+  return async () => {
+    await open?.close()
+    open = await openFileStore({ dataDir, lockWaitMs: 0 })
+    return open
+  }
+}
+
+async function redisBackend (t: Test): Promise<Backend | null> {
+  const redis = await useRedis(t)
+  if (redis === null) return null
+  return async (t) => {
+    const prefix = redis.prefix()
+    return async () => createRedisStore({ redis: redis.client(), prefix })
+  }
+}
+
+function conformance (name: string, backend: Backend): void {
+  t.test(`${name} store`, async t => {
+    t.test('accounts are found by token hash and listed', async t => {
+      const store = await (await backend(t))()
+      const account = accountRecord()
+      await store.createAccount(account)
+      t.same(await store.findTokenOwner(account.tokenHash), { kind: 'account', accountId: account.id })
+      t.equal(await store.findTokenOwner('unknown'), null)
+      t.same(await store.listAccounts(), [account])
+    })
+
+    t.test('instance names are unique per account, tokens unique overall, quota enforced', async t => {
+      const store = await (await backend(t))()
+      const a = accountRecord()
+      const b = accountRecord()
+      const sales = instanceRecord(a.id, 'sales')
+      t.equal(await store.createInstance(sales, 2), 'created')
+      t.equal(await store.createInstance(instanceRecord(a.id, 'sales'), 2), 'name_taken')
+      t.equal(await store.createInstance(instanceRecord(b.id, 'sales'), 2), 'created', 'another account may reuse the name')
+      t.equal(await store.createInstance(instanceRecord(a.id, 'other', { tokenHash: sales.tokenHash }), 2), 'token_taken')
+      t.equal(await store.createInstance(instanceRecord(a.id, 'support'), 2), 'created')
+      t.equal(await store.createInstance(instanceRecord(a.id, 'third'), 2), 'quota_exceeded')
+      t.same(await store.findTokenOwner(sales.tokenHash), { kind: 'instance', accountId: a.id, instanceId: sales.id })
+      t.same(await store.findInstanceByName(a.id, 'sales'), sales)
+      t.equal(await store.findInstanceByName(b.id, 'support'), null)
+      t.same((await store.listInstances(a.id)).map(i => i.name).sort(), ['sales', 'support'])
+      t.equal((await store.listAllInstances()).length, 3)
+    })
+
+    t.test('concurrent creates of one name: exactly one wins', async t => {
+      const store = await (await backend(t))()
+      const account = accountRecord()
+      const results = await Promise.all(Array.from({ length: 10 }, async () => await store.createInstance(instanceRecord(account.id, 'race'), 100)))
+      t.equal(results.filter(result => result === 'created').length, 1)
+      t.equal(results.filter(result => result === 'name_taken').length, 9)
+    })
+
+    t.test('updates patch the record and never recreate a deleted one', async t => {
+      const store = await (await backend(t))()
+      const instance = instanceRecord('acc', 'sales')
+      await store.createInstance(instance, 10)
+      const updated = await store.updateInstance(instance.id, { desired: 'online', connection: { ...instance.connection, state: 'connecting', detail: 'reconnect_requested' } })
+      t.equal(updated?.desired, 'online')
+      t.equal(updated?.connection.state, 'connecting')
+      t.equal(updated?.name, 'sales')
+      t.same(await store.getInstance(instance.id), updated)
+      t.ok(await store.deleteInstance(instance.id))
+      t.equal(await store.updateInstance(instance.id, { desired: 'offline' }), null)
+      t.equal(await store.getInstance(instance.id), null)
+      t.equal(await store.findTokenOwner(instance.tokenHash), null)
+      t.equal(await store.findInstanceByName('acc', 'sales'), null)
+      t.notOk(await store.deleteInstance(instance.id))
+    })
+
+    t.test('session batches: creds and keys written together, deleted with the instance', async t => {
+      const store = await (await backend(t))()
+      const instance = instanceRecord('acc', 'sales')
+      await store.createInstance(instance, 10)
+      t.notOk(await store.hasSession(instance.id))
+      await store.writeSession(instance.id, { creds: '{"me":1}', keys: { 'pre-key-1': 'a', 'pre-key-2': 'b', 'session-x': 'c' } })
+      t.ok(await store.hasSession(instance.id))
+      t.equal(await store.readSessionCreds(instance.id), '{"me":1}')
+      await store.writeSession(instance.id, { keys: { 'pre-key-1': null, 'pre-key-3': 'd' } })
+      t.same(Object.fromEntries(await store.readSessionKeys(instance.id, ['pre-key-1', 'pre-key-2', 'pre-key-3', 'missing'])), { 'pre-key-2': 'b', 'pre-key-3': 'd' })
+      await store.deleteSession(instance.id)
+      t.notOk(await store.hasSession(instance.id))
+      t.same(await store.readSessionKeys(instance.id, ['pre-key-2']), new Map())
+      await store.writeSession(instance.id, { creds: '{}' })
+      await store.deleteInstance(instance.id)
+      t.notOk(await store.hasSession(instance.id))
+      await store.writeSession(instance.id, { creds: '{"late":true}' })
+      t.notOk(await store.hasSession(instance.id), 'a late write after delete is dropped')
+    })
+
+    t.test('a large key batch is applied whole', async t => {
+      const store = await (await backend(t))()
+      const instance = instanceRecord('acc', 'bulk')
+      await store.createInstance(instance, 10)
+      const keys = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`pre-key-${i}`, 'x'.repeat(100)]))
+      await store.writeSession(instance.id, { creds: '{}', keys })
+      t.equal((await store.readSessionKeys(instance.id, Object.keys(keys))).size, 5000)
+    })
+
+    t.test('everything survives a restart', async t => {
+      const reopen = await backend(t)
+      const first = await reopen()
+      const account = accountRecord()
+      const instance = instanceRecord(account.id, 'sales')
+      await first.createAccount(account)
+      await first.createInstance(instance, 10)
+      await first.updateInstance(instance.id, { desired: 'online' })
+      await first.writeSession(instance.id, { creds: '{"me":"x"}', keys: { 'session-1': 's' } })
+      const second = await reopen()
+      t.same(await second.listAccounts(), [account])
+      t.equal((await second.getInstance(instance.id))?.desired, 'online')
+      t.same(await second.findTokenOwner(instance.tokenHash), { kind: 'instance', accountId: account.id, instanceId: instance.id })
+      t.equal(await second.readSessionCreds(instance.id), '{"me":"x"}')
+      t.same(Object.fromEntries(await second.readSessionKeys(instance.id, ['session-1'])), { 'session-1': 's' })
+      await second.ping()
+    })
+  })
+}
+
+conformance('file', fileBackend)
+const redis = await redisBackend(t)
+if (redis !== null) conformance('redis', redis)
