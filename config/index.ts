@@ -12,6 +12,7 @@ export const ConfigSchema = Type.Object({
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
   DATA_DIR: Type.String({ minLength: 1, default: './data' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  REDIS_PREFIX: Type.String({ minLength: 1, default: 'wa:' }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   ENCRYPTION_KEY: Type.Optional(Type.String({ minLength: 16 })),
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
@@ -22,7 +23,14 @@ export const ConfigSchema = Type.Object({
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000 }),
   WA_WS_URL: Type.String({ pattern: '^wss?://', default: 'wss://web.whatsapp.com/ws/chat' }),
   RECONNECT_DIAL_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000 }),
-  CONNECT_QR_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 60_000 })
+  CONNECT_QR_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 60_000 }),
+  WA_KEEPALIVE_MS: Type.Integer({ minimum: 500, default: 30_000 }),
+  WA_QUERY_TIMEOUT_MS: Type.Integer({ minimum: 500, default: 20_000 }),
+  WA_QR_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 100 })),
+  WA_LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'warn' }),
+  RECONNECT_BACKOFF_BASE_MS: Type.Integer({ minimum: 10, default: 1_000 }),
+  RECONNECT_BACKOFF_MAX_MS: Type.Integer({ minimum: 10, default: 60_000 }),
+  RESUME_CONCURRENCY: Type.Integer({ minimum: 1, default: 10 })
 })
 
 export type AppConfig = Static<typeof ConfigSchema>

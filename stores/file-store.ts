@@ -72,7 +72,7 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
 
   function indexInstance (instance: InstanceRecord): void {
     instances.set(instance.id, instance)
-    tokens.set(instance.tokenHash, { kind: 'instance', accountId: instance.accountId, instanceId: instance.id })
+    tokens.set(instance.tokenHash, { kind: 'instance', accountId: instance.accountId, instanceId: instance.id, instanceName: instance.name })
     instanceIdsByName.set(nameKey(instance.accountId, instance.name), instance.id)
   }
 

@@ -126,7 +126,7 @@ export function createRedisStore (options: RedisStoreOptions): Store {
     },
 
     async createInstance (instance, quota) {
-      const owner: TokenOwner = { kind: 'instance', accountId: instance.accountId, instanceId: instance.id }
+      const owner: TokenOwner = { kind: 'instance', accountId: instance.accountId, instanceId: instance.id, instanceName: instance.name }
       return await redis.waCreateInstance(
         key.instanceNames(instance.accountId), key.token(instance.tokenHash), key.instance(instance.id), key.instances,
         instance.name, instance.id, quota, JSON.stringify(owner), ...encodeFields(instance)

@@ -40,7 +40,6 @@ export interface InstanceConnection {
   /** Sub-phase or cause of the last transition (qr_ready, network_error, logged_out, …). */
   detail: string | null
   numberJid: string | null
-  displayStatus: string | null
 }
 
 export interface InstanceProfile {
@@ -70,7 +69,7 @@ export type InstancePatch = Partial<Pick<InstanceRecord, 'connection' | 'profile
 
 export type TokenOwner =
   | { kind: 'account', accountId: string }
-  | { kind: 'instance', accountId: string, instanceId: string }
+  | { kind: 'instance', accountId: string, instanceId: string, instanceName: string }
 
 export type CreateInstanceResult = 'created' | 'name_taken' | 'token_taken' | 'quota_exceeded'
 

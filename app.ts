@@ -1,0 +1,70 @@
+import type { Writable } from 'node:stream'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { AppConfig } from './config/index.js'
+import accountsPlugin from './plugins/accounts.js'
+import authPlugin from './plugins/auth.js'
+import configPlugin from './plugins/config.js'
+import errorHandlerPlugin from './plugins/error-handler.js'
+import eventBusPlugin from './plugins/event-bus.js'
+import instancesPlugin from './plugins/instances.js'
+import lifecyclePlugin from './plugins/lifecycle.js'
+import rateLimitPlugin from './plugins/rate-limit.js'
+import redisPlugin from './plugins/redis.js'
+import secretBoxPlugin from './plugins/secret-box.js'
+import sessionsPlugin from './plugins/sessions.js'
+import storePlugin from './plugins/store.js'
+import accountRoutes from './routes/accounts.js'
+import healthRoutes from './routes/health.js'
+import instanceRoutes from './routes/instances.js'
+
+export interface BuildAppOptions {
+  config: AppConfig
+  /** Where logs go (tests capture them); stdout when absent. */
+  logStream?: Writable
+}
+
+/** `?token=` exists for browsers' WebSockets; it must never reach a log line. */
+function redactUrl (url: string): string {
+  return url.replace(/([?&]token=)[^&#]*/gi, '$1[redacted]')
+}
+
+function loggerOptions ({ config, logStream }: BuildAppOptions): FastifyServerOptions['logger'] {
+  return {
+    level: config.LOG_LEVEL,
+    ...(logStream === undefined ? {} : { stream: logStream }),
+    redact: { paths: ['req.headers.token', 'req.headers.authorization', 'token', '*.token'], censor: '[redacted]' },
+    serializers: {
+      req: (request: { method: string, url: string, ip?: string }) => ({ method: request.method, url: redactUrl(request.url), remoteAddress: request.ip })
+    }
+  }
+}
+
+export async function buildApp (options: BuildAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: loggerOptions(options),
+    trustProxy: options.config.TRUST_PROXY,
+    // A caller's x-request-id becomes the log's reqId, so one request can be followed across systems.
+    requestIdHeader: 'x-request-id'
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  // Order matters and is the dependency order: config, then state, then guards, then services, then routes.
+  await app.register(configPlugin, { config: options.config })
+  await app.register(lifecyclePlugin)
+  await app.register(errorHandlerPlugin)
+  await app.register(redisPlugin)
+  await app.register(storePlugin)
+  await app.register(eventBusPlugin)
+  await app.register(secretBoxPlugin)
+  await app.register(authPlugin)
+  await app.register(rateLimitPlugin)
+  await app.register(sessionsPlugin)
+  await app.register(accountsPlugin)
+  await app.register(instancesPlugin)
+
+  await app.register(healthRoutes)
+  await app.register(accountRoutes, { prefix: '/api' })
+  await app.register(instanceRoutes, { prefix: '/api' })
+
+  return app
+}

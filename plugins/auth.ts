@@ -1,0 +1,68 @@
+import { join } from 'node:path'
+import type { FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { type AuthPolicy, type AuthService, type Caller, createAuthService } from '../services/auth.js'
+import { loadOrCreateSecret } from '../services/local-secrets.js'
+import { hashToken } from '../services/tokens.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    auth: AuthService
+  }
+  interface FastifyRequest {
+    /** The owner of the presented token, or null when none or an unknown one was presented. */
+    caller: Caller | null
+    /** SHA-256 of the presented token when it was valid: the rate-limit key, never the token itself. */
+    callerKey: string | null
+  }
+  interface FastifyContextConfig {
+    /** Who may call the route; routes without it (health probes) are public. */
+    auth?: AuthPolicy
+  }
+}
+
+/** Header `token`, else `Authorization: Bearer`, else `?token=` (browsers cannot set WebSocket headers). */
+function presentedToken (request: FastifyRequest): string | null {
+  const header = request.headers.token
+  if (typeof header === 'string' && header !== '') return header
+  const authorization = request.headers.authorization
+  if (authorization !== undefined) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization)
+    if (match?.[1] !== undefined) return match[1]
+  }
+  const query = (request.query as Record<string, unknown> | undefined)?.token
+  return typeof query === 'string' && query !== '' ? query : null
+}
+
+export default fp(async (app) => {
+  let adminToken = app.config.ADMIN_TOKEN
+  if (adminToken === undefined) {
+    const path = join(app.config.DATA_DIR, 'admin-token')
+    const secret = await loadOrCreateSecret(path)
+    adminToken = secret.value
+    app.log.info({ path }, secret.created ? 'generated an admin token; read it from this file' : 'using the admin token stored in this file')
+  }
+
+  const auth: AuthService = createAuthService({ store: app.store, adminToken })
+  app.decorate('auth', auth)
+  app.decorateRequest('caller', null)
+  app.decorateRequest('callerKey', null)
+
+  // Identify early and reject late: the rate limiter (an onRequest hook of each
+  // route) counts by caller, and only then are unauthenticated calls refused,
+  // before their body is read.
+  app.addHook('onRequest', async (request) => {
+    const policy = request.routeOptions.config.auth
+    if (policy === undefined) return
+    const token = presentedToken(request)
+    if (token === null) return
+    const tokenHash = hashToken(token)
+    request.caller = await auth.identify(tokenHash)
+    if (request.caller !== null) request.callerKey = tokenHash
+  })
+
+  app.addHook('preParsing', async (request) => {
+    const policy = request.routeOptions.config.auth
+    if (policy !== undefined) auth.authorize(request.caller, policy)
+  })
+}, { name: 'auth', dependencies: ['config', 'store'] })

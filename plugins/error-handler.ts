@@ -1,0 +1,47 @@
+import type { FastifyError } from 'fastify'
+import fp from 'fastify-plugin'
+import { DomainError, type DomainErrorKind, errors } from '../services/errors.js'
+
+const STATUS_OF: Record<DomainErrorKind, number> = {
+  bad_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  rate_limited: 429,
+  upstream_failed: 500,
+  upstream_timeout: 504,
+  unavailable: 503
+}
+
+/**
+ * One envelope for every failure, `{"success":false,"error":{"message"}}`:
+ * domain errors, validation and body-parsing errors, unknown routes and bugs.
+ * A 500 from a bug is logged in full and answered without its details.
+ */
+export default fp(async (app) => {
+  app.setErrorHandler((error: FastifyError | DomainError, request, reply) => {
+    let status: number
+    let message: string
+    if (error instanceof DomainError) {
+      status = STATUS_OF[error.kind]
+      message = error.message
+    } else if (error.validation !== undefined) {
+      status = 400
+      message = error.message
+    } else if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      status = error.statusCode
+      message = error.message
+    } else {
+      request.log.error({ err: error }, 'unhandled error')
+      status = 500
+      message = 'Internal server error'
+    }
+    return reply.code(status).send({ success: false, error: { message } })
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    const { message } = errors.routeNotFound(request.method, request.url.split('?')[0] ?? '')
+    return reply.code(404).send({ success: false, error: { message } })
+  })
+}, { name: 'error-handler' })

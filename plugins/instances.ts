@@ -1,0 +1,18 @@
+import fp from 'fastify-plugin'
+import { createInstanceService, type InstanceService } from '../services/instances.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    instances: InstanceService
+  }
+}
+
+export default fp(async (app) => {
+  app.decorate('instances', createInstanceService({
+    store: app.store,
+    auth: app.auth,
+    sessions: app.sessions,
+    secretBox: app.secretBox,
+    quota: app.config.ACCOUNT_INSTANCE_QUOTA
+  }))
+}, { name: 'instances', dependencies: ['store', 'auth', 'sessions', 'secret-box'] })

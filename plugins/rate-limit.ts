@@ -1,0 +1,31 @@
+import rateLimit from '@fastify/rate-limit'
+import fp from 'fastify-plugin'
+import { errors } from '../services/errors.js'
+
+const WINDOW_MS = 60_000
+const RESET_HEADER = 'x-ratelimit-reset'
+
+/**
+ * A fixed 60 s window per caller: the hash of a valid token, else the client
+ * IP. With Redis the counters are shared by every replica. Routes opt out with
+ * `config: { rateLimit: false }` (health probes) or set their own `max`.
+ */
+export default fp(async (app) => {
+  await app.register(rateLimit, {
+    global: true,
+    max: app.config.RATE_LIMIT_MAX,
+    timeWindow: WINDOW_MS,
+    cache: 100_000,
+    redis: app.redis ?? undefined,
+    nameSpace: `${app.config.REDIS_PREFIX}ratelimit:`,
+    skipOnError: false,
+    keyGenerator: (request) => request.callerKey !== null ? `token:${request.callerKey}` : `ip:${request.ip}`,
+    errorResponseBuilder: () => errors.rateLimited()
+  })
+
+  // @fastify/rate-limit sends seconds until the reset; the RyzeAPI contract is the reset's Unix time.
+  app.addHook('onSend', async (_request, reply) => {
+    const secondsLeft = reply.getHeader(RESET_HEADER)
+    if (secondsLeft !== undefined) reply.header(RESET_HEADER, Math.floor(Date.now() / 1000) + Number(secondsLeft))
+  })
+}, { name: 'rate-limit', dependencies: ['config', 'redis', 'auth'] })

@@ -1,0 +1,25 @@
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig } from './config/index.js'
+
+let config
+try {
+  config = loadConfig(process.env)
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error
+  console.error(error.message)
+  process.exit(1)
+}
+
+const app = await buildApp({ config })
+
+// SIGTERM/SIGINT: readiness turns 503 at once (preClose), the server stops
+// accepting, open requests finish, sockets end, stores flush; past the delay
+// the process exits anyway.
+closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS, logger: app.log }, async ({ err, signal }) => {
+  if (err !== undefined) app.log.error({ err }, 'closing after an unexpected error')
+  else app.log.info({ signal }, 'shutting down')
+  await app.close()
+})
+
+await app.listen({ port: config.PORT, host: config.HOST })

@@ -1,0 +1,60 @@
+import { timingSafeEqual } from 'node:crypto'
+import type { Store } from '../stores/store.js'
+import { errors } from './errors.js'
+import { hashToken } from './tokens.js'
+
+export type Caller =
+  | { kind: 'admin' }
+  | { kind: 'account', accountId: string }
+  | { kind: 'instance', accountId: string, instanceId: string, instanceName: string }
+
+export type AccountCaller = Extract<Caller, { kind: 'account' }>
+export type TenantCaller = Exclude<Caller, { kind: 'admin' }>
+
+/** Who may call a route: `tenant` is a TokenAccount or a TokenInstance. */
+export type AuthPolicy = 'admin' | 'account' | 'tenant'
+
+/** The caller of a route whose policy admitted TokenAccounts and TokenInstances. */
+export function asTenant (caller: Caller | null): TenantCaller {
+  if (caller === null || caller.kind === 'admin') throw errors.invalidToken()
+  return caller
+}
+
+/** The caller of a route whose policy admitted TokenAccounts only. */
+export function asAccount (caller: Caller | null): AccountCaller {
+  if (caller === null || caller.kind !== 'account') throw errors.invalidToken()
+  return caller
+}
+
+export interface AuthService {
+  /** Resolves the SHA-256 of a presented token to its owner, or null for an unknown token. */
+  identify: (tokenHash: string) => Promise<Caller | null>
+  /** Throws the documented error when the caller may not use a route under `policy`. */
+  authorize: (caller: Caller | null, policy: AuthPolicy) => asserts caller is Caller
+  /**
+   * A TokenInstance may only name its own instance. Decided from the token
+   * alone, before any lookup, so the answer reveals nothing about other names.
+   */
+  assertInstanceScope: (caller: TenantCaller, instanceName: string) => void
+}
+
+export function createAuthService ({ store, adminToken }: { store: Store, adminToken: string }): AuthService {
+  const adminHash = Buffer.from(hashToken(adminToken), 'hex')
+
+  return {
+    async identify (tokenHash) {
+      if (timingSafeEqual(Buffer.from(tokenHash, 'hex'), adminHash)) return { kind: 'admin' }
+      return await store.findTokenOwner(tokenHash)
+    },
+
+    authorize (caller, policy) {
+      if (policy === 'account') asAccount(caller)
+      else if (policy === 'tenant') asTenant(caller)
+      else if (caller?.kind !== 'admin') throw errors.invalidToken()
+    },
+
+    assertInstanceScope (caller, instanceName) {
+      if (caller.kind === 'instance' && caller.instanceName !== instanceName) throw errors.instanceTokenMismatch()
+    }
+  }
+}

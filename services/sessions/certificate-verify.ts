@@ -1,0 +1,29 @@
+import { createRequire } from 'node:module'
+import { Curve } from '@whiskeysockets/baileys'
+
+interface LibsignalCurve {
+  verifySignature: (publicKey33: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean
+}
+
+// libsignal's curve module is CommonJS without typings for this path; it is the
+// same XEdDSA implementation Baileys uses.
+const libsignalCurve = createRequire(import.meta.url)('libsignal/src/curve.js') as LibsignalCurve
+const SIGNAL_KEY_TYPE = Buffer.from([5])
+
+/**
+ * Baileys 7.0.0-rc14 accepts any signature on WhatsApp's noise certificate
+ * chain: its Curve.verify only catches exceptions, but libsignal reports a bad
+ * signature by returning false. This replaces Curve.verify (a mutable export,
+ * read at handshake time) with one that trusts libsignal's boolean, so a
+ * server whose chain is not signed by the trusted root is refused.
+ */
+export function installStrictCertificateVerify (): void {
+  Curve.verify = (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean => {
+    try {
+      const key = publicKey.length === 33 ? publicKey : Buffer.concat([SIGNAL_KEY_TYPE, publicKey])
+      return libsignalCurve.verifySignature(key, message, signature) === true
+    } catch {
+      return false
+    }
+  }
+}

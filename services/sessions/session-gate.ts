@@ -1,0 +1,108 @@
+import makeWASocket, { BufferJSON, type WASocket } from '@whiskeysockets/baileys'
+import type { Logger } from 'pino'
+import type { InstanceRecord, SessionWrite, Store } from '../../stores/store.js'
+import type { SecretBox } from '../secret-box.js'
+import { loadAuthState, type SessionStorage } from './auth-state.js'
+import { proxyAgentFor } from './proxy-agent.js'
+
+export interface SocketSettings {
+  wsUrl: string
+  keepAliveIntervalMs: number
+  connectTimeoutMs: number
+  defaultQueryTimeoutMs: number
+  qrTimeoutMs?: number
+  logLevel: string
+}
+
+export interface SessionHandle {
+  socket: WASocket
+  /** After this, writes from the socket are dropped: a replaced or logged-out socket can never overwrite the session. */
+  retire: () => void
+}
+
+export interface SessionGate {
+  openSocket: (instance: InstanceRecord, options: { fresh: boolean }) => Promise<SessionHandle>
+  /** True when the stored creds belong to a paired device (creds.me is set). */
+  hasPairedSession: (instanceId: string) => Promise<boolean>
+  /** Waits for the instance's queued writes, then removes its session. */
+  wipeSession: (instanceId: string) => Promise<void>
+  /** Resolves when every queued session write is durable. */
+  flush: () => Promise<void>
+}
+
+/**
+ * The single door between WhatsApp sockets and stored sessions: every socket
+ * is started here and every auth-state write passes through here, in order
+ * per instance. (A later ownership lease checks its fencing token here.)
+ */
+export function createSessionGate ({ store, secretBox, log, settings }: {
+  store: Store
+  secretBox: SecretBox
+  log: Logger
+  settings: SocketSettings
+}): SessionGate {
+  const writeQueues = new Map<string, Promise<void>>()
+
+  function enqueueWrite (instanceId: string, write: SessionWrite): Promise<void> {
+    const previous = writeQueues.get(instanceId) ?? Promise.resolve()
+    const next = previous.then(async () => { await store.writeSession(instanceId, write) })
+    // The queue continues after a failed write; the failure still reaches the caller that made it.
+    const tail = next.catch((error: unknown) => { log.error({ err: error, instanceId }, 'session write failed') })
+    writeQueues.set(instanceId, tail)
+    void tail.then(() => { if (writeQueues.get(instanceId) === tail) writeQueues.delete(instanceId) })
+    return next
+  }
+
+  const settled = async (instanceId: string): Promise<void> => { await writeQueues.get(instanceId) }
+
+  function storageFor (instanceId: string, isActive: () => boolean): SessionStorage {
+    return {
+      readCreds: async () => { await settled(instanceId); return await store.readSessionCreds(instanceId) },
+      readKeys: async (names) => { await settled(instanceId); return await store.readSessionKeys(instanceId, names) },
+      write: async (write) => { if (isActive()) await enqueueWrite(instanceId, write) }
+    }
+  }
+
+  return {
+    async openSocket (instance, { fresh }) {
+      let active = true
+      const { state, saveCreds } = await loadAuthState(storageFor(instance.id, () => active), { fresh })
+      const agent = proxyAgentFor(instance.proxy, secretBox)
+      const socket = makeWASocket({
+        auth: state,
+        waWebSocketUrl: settings.wsUrl,
+        agent,
+        fetchAgent: agent,
+        logger: log.child({ instance: instance.name }, { level: settings.logLevel }),
+        keepAliveIntervalMs: settings.keepAliveIntervalMs,
+        connectTimeoutMs: settings.connectTimeoutMs,
+        defaultQueryTimeoutMs: settings.defaultQueryTimeoutMs,
+        qrTimeout: settings.qrTimeoutMs,
+        markOnlineOnConnect: false,
+        syncFullHistory: false,
+        shouldSyncHistoryMessage: () => false,
+        generateHighQualityLinkPreview: false
+      })
+      socket.ev.on('creds.update', () => {
+        saveCreds().catch((error: unknown) => { log.error({ err: error, instance: instance.name }, 'saving creds failed') })
+      })
+      return { socket, retire: () => { active = false } }
+    },
+
+    async hasPairedSession (instanceId) {
+      await settled(instanceId)
+      const creds = await store.readSessionCreds(instanceId)
+      if (creds === null) return false
+      return (JSON.parse(creds, BufferJSON.reviver) as { me?: { id?: string } }).me?.id !== undefined
+    },
+
+    async wipeSession (instanceId) {
+      await settled(instanceId)
+      await store.deleteSession(instanceId)
+    },
+
+    async flush () {
+      await Promise.all([...writeQueues.values()])
+    }
+  }
+}
