@@ -8,7 +8,6 @@ import configPlugin from './plugins/config.js'
 import errorHandlerPlugin from './plugins/error-handler.js'
 import eventBusPlugin from './plugins/event-bus.js'
 import instancesPlugin from './plugins/instances.js'
-import lifecyclePlugin from './plugins/lifecycle.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import redisPlugin from './plugins/redis.js'
 import secretBoxPlugin from './plugins/secret-box.js'
@@ -45,12 +44,13 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
     logger: loggerOptions(options),
     trustProxy: options.config.TRUST_PROXY,
     // A caller's x-request-id becomes the log's reqId, so one request can be followed across systems.
-    requestIdHeader: 'x-request-id'
+    requestIdHeader: 'x-request-id',
+    // From the moment close begins every new request, readiness probes included, gets 503.
+    return503OnClosing: true
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // Order matters and is the dependency order: config, then state, then guards, then services, then routes.
   await app.register(configPlugin, { config: options.config })
-  await app.register(lifecyclePlugin)
   await app.register(errorHandlerPlugin)
   await app.register(redisPlugin)
   await app.register(storePlugin)

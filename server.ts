@@ -13,7 +13,7 @@ try {
 
 const app = await buildApp({ config })
 
-// SIGTERM/SIGINT: readiness turns 503 at once (preClose), the server stops
+// SIGTERM/SIGINT: readiness turns 503 at once (return503OnClosing), the server stops
 // accepting, open requests finish, sockets end, stores flush; past the delay
 // the process exits anyway.
 closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS, logger: app.log }, async ({ err, signal }) => {

@@ -24,7 +24,7 @@ export default fp(async (app) => {
     settings: {
       wsUrl: config.WA_WS_URL,
       keepAliveIntervalMs: config.WA_KEEPALIVE_MS,
-      connectTimeoutMs: Math.max(config.RECONNECT_DIAL_TIMEOUT_MS, 20_000),
+      connectTimeoutMs: config.RECONNECT_DIAL_TIMEOUT_MS,
       defaultQueryTimeoutMs: config.WA_QUERY_TIMEOUT_MS,
       qrTimeoutMs: config.WA_QR_TIMEOUT_MS,
       logLevel: config.WA_LOG_LEVEL

@@ -11,7 +11,6 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/health/live', { ...probe, schema: { response: { 200: HealthReply } } }, async () => ({ status: 'ok' as const }))
 
   app.get('/health/ready', { ...probe, schema: { response: { 200: HealthReply, 503: HealthReply } } }, async (_request, reply) => {
-    if (app.lifecycle.shuttingDown) return await reply.code(503).send({ status: 'unavailable', checks: { lifecycle: 'shutting down' } })
     try {
       await Promise.race([
         app.store.ping(),
