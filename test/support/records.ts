@@ -14,7 +14,7 @@ export function instanceRecord (accountId: string, name: string, overrides: Part
     tokenHash: randomUUID(),
     createdAt: now,
     updatedAt: now,
-    connection: { state: 'disconnected', detail: null, numberJid: null, displayStatus: null },
+    connection: { state: 'disconnected', detail: null, numberJid: null },
     profile: { name: null, pictureUrl: null, isBusiness: false, businessName: null },
     proxy: null,
     webhooks: [],
