@@ -37,6 +37,8 @@ export interface SessionService extends SessionControl {
 interface Runtime {
   instance: InstanceRecord
   state: ConnectionState
+  detail: string | null
+  statusCode: number | null
   numberJid: string | null
   handle: SessionHandle | null
   /** The socket shows a QR or pairing code: a 408 then means the QR expired, not a network error. */
@@ -68,6 +70,8 @@ function reasonOf (error: unknown): string {
 export function createSessionService (options: SessionServiceOptions): SessionService {
   const { store, bus, gate, log } = options
   const runtimes = new Map<string, Runtime>()
+  /** Set when close begins: from then on no socket is opened and no retry is scheduled. */
+  let closing = false
 
   function runtimeFor (instance: InstanceRecord): Runtime {
     let runtime = runtimes.get(instance.id)
@@ -75,6 +79,8 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
       runtime = {
         instance,
         state: instance.connection.state,
+        detail: instance.connection.detail,
+        statusCode: null,
         numberJid: instance.connection.numberJid,
         handle: null,
         pairing: false,
@@ -98,7 +104,13 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
   /** The one place a state changes: recorded in the store, then published, in order per instance. */
   function transition (runtime: Runtime, state: ConnectionState, detail: string, statusCode: number | null, extra: { desired?: DesiredState, qrCode?: string, qrCodeBase64?: string } = {}): Promise<void> {
     const previousState = runtime.state
+    // A retry that fails the same way again is not news: one event per change, so an outage never floods subscribers.
+    if (previousState === state && runtime.detail === detail && runtime.statusCode === statusCode && extra.qrCode === undefined && extra.desired === undefined) {
+      return runtime.transitions
+    }
     runtime.state = state
+    runtime.detail = detail
+    runtime.statusCode = statusCode
     const { instance } = runtime
     const at = new Date().toISOString()
     const connection = { state, detail, numberJid: runtime.numberJid }
@@ -145,7 +157,13 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
 
   async function startSocket (runtime: Runtime, fresh: boolean): Promise<WASocket> {
     retireSocket(runtime)
+    if (closing) throw errors.shuttingDown()
     const handle = await options.gate.openSocket(runtime.instance, { fresh })
+    if (closing) {
+      handle.retire()
+      await handle.socket.end(undefined)
+      throw errors.shuttingDown()
+    }
     const { socket } = handle
     runtime.handle = handle
     runtime.lastFrameAt = Date.now()
@@ -159,22 +177,34 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
     return socket
   }
 
-  /** Resolves when the WebSocket to WhatsApp is open; the Noise handshake and login go on afterwards. */
+  /**
+   * Resolves when the transport to WhatsApp is up: the WebSocket is open and
+   * the server has proven who it is. Baileys checks the server's certificate
+   * chain synchronously when the handshake's first frame (the server hello)
+   * arrives and, on failure, starts closing the socket in the same turn; so one
+   * macrotask after that frame, an open socket means the chain was accepted.
+   * Login goes on after this. A refused dial, a proxy error or an untrusted
+   * certificate rejects with the real cause, from the close update.
+   */
   async function transportUp (socket: WASocket, timeoutMs: number): Promise<void> {
+    const { ws } = socket
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => { finish(new Error(`dial timed out after ${timeoutMs} ms`)) }, timeoutMs)
+      const onServerHello = (): void => { setImmediate(() => { if (ws.isOpen) finish() }) }
       const onUpdate = (update: Partial<BaileysConnectionState>): void => {
         if (update.connection === 'close') finish(update.lastDisconnect?.error ?? new Error('connection closed'))
       }
-      const onOpen = (): void => { finish() }
+      let settled = false
       function finish (error?: unknown): void {
+        if (settled) return
+        settled = true
         clearTimeout(timer)
-        socket.ws.off('open', onOpen)
+        ws.off('frame', onServerHello)
         socket.ev.off('connection.update', onUpdate)
         if (error === undefined) resolve()
         else reject(error instanceof Error ? error : new Error(String(error)))
       }
-      socket.ws.on('open', onOpen)
+      ws.once('frame', onServerHello)
       socket.ev.on('connection.update', onUpdate)
     })
   }
@@ -217,6 +247,7 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
   }
 
   async function recover (runtime: Runtime, statusCode: number | null): Promise<void> {
+    if (closing) return
     const action: RecoveryAction = decideRecovery(statusCode, { pairing: runtime.pairing, consecutiveBadSessions: runtime.badSessions })
     const attempt = runtime.failures + 1
     log.info({ instance: runtime.instance.name, code: statusCode, attempt, action: action.kind, detail: action.detail }, 'connection closed')
@@ -255,29 +286,39 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
     await transition(runtime, 'disconnected', detail, statusCode, { desired: staysOnline(action) ? undefined : 'offline' })
   }
 
-  function reconnect (instance: InstanceRecord): Promise<void> {
-    const runtime = runtimeFor(instance)
+  /**
+   * Opens a socket from the saved session and resolves once the transport is
+   * up. Every call arriving until the instance is connected or the attempt has
+   * failed joins it. A failed dial is a 500 for the caller; an explicit
+   * reconnect then rests `disconnected`, a resume hands the failure to the
+   * recovery table, which keeps retrying.
+   */
+  function attemptReconnect (runtime: Runtime, detail: 'reconnect_requested' | 'resume'): Promise<void> {
     if (runtime.attempt !== null) return runtime.attempt
+    const { instance } = runtime
     const attempt = (async () => {
       if (!(await gate.hasPairedSession(instance.id))) throw errors.noSavedSession()
       stopTimers(runtime)
       runtime.pairing = false
-      await transition(runtime, 'connecting', 'reconnect_requested', null)
+      await transition(runtime, 'connecting', detail, null)
       const socket = await startSocket(runtime, false)
       runtime.awaited = socket
       try {
         await transportUp(socket, options.dialTimeoutMs)
       } catch (error) {
         const reason = reasonOf(error)
-        log.warn({ instance: instance.name, reason }, 'reconnect failed')
-        retireSocket(runtime)
-        await transition(runtime, 'disconnected', 'dial_failed', null)
+        log.warn({ instance: instance.name, reason, detail }, 'dial failed')
+        if (runtime.awaited === socket) {
+          retireSocket(runtime)
+          if (detail === 'resume') await recover(runtime, (error as Boom).output?.statusCode ?? null)
+          else await transition(runtime, 'disconnected', 'dial_failed', null)
+        }
         throw errors.reconnectFailed(reason)
       }
       if (runtime.awaited === socket) runtime.awaited = null
       await store.updateInstance(instance.id, { desired: 'online' })
     })()
-    // Set before the first await above resolves, so concurrent calls join this attempt.
+    // Set before the attempt's first await resolves, so concurrent calls join it.
     runtime.attempt = attempt
     attempt.catch(() => { if (runtime.attempt === attempt) runtime.attempt = null })
     return attempt
@@ -357,7 +398,10 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
 
   return {
     connect,
-    reconnect,
+
+    async reconnect (instance) {
+      await attemptReconnect(runtimeFor(instance), 'reconnect_requested')
+    },
 
     async logout (instance) {
       const runtime = runtimeFor(instance)
@@ -377,16 +421,15 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
       const limit = pLimit(options.resumeConcurrency)
       const candidates = (await store.listAllInstances()).filter(instance => instance.desired === 'online')
       await Promise.all(candidates.map(async instance => await limit(async () => {
-        if (!(await gate.hasPairedSession(instance.id))) return
         // A little jitter, so a fleet restarting together does not reconnect in lockstep.
         await new Promise(resolve => setTimeout(resolve, Math.random() * 50))
-        const runtime = runtimeFor(instance)
-        await transition(runtime, 'connecting', 'resume', null)
-        await startSocket(runtime, false)
-      }).catch((error: unknown) => { log.error({ err: error, instance: instance.name }, 'resuming failed') })))
+        if (closing) return
+        await attemptReconnect(runtimeFor(instance), 'resume')
+      }).catch((error: unknown) => { log.warn({ err: error, instance: instance.name }, 'resuming failed') })))
     },
 
     async close () {
+      closing = true
       for (const runtime of runtimes.values()) {
         stopTimers(runtime)
         const hadSocket = runtime.handle !== null
