@@ -12,6 +12,7 @@ import rateLimitPlugin from './plugins/rate-limit.js'
 import redisPlugin from './plugins/redis.js'
 import secretBoxPlugin from './plugins/secret-box.js'
 import sessionsPlugin from './plugins/sessions.js'
+import stateEventsPlugin from './plugins/state-events.js'
 import storePlugin from './plugins/store.js'
 import accountRoutes from './routes/accounts.js'
 import healthRoutes from './routes/health.js'
@@ -58,6 +59,7 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
   await app.register(secretBoxPlugin)
   await app.register(authPlugin)
   await app.register(rateLimitPlugin)
+  await app.register(stateEventsPlugin)
   await app.register(sessionsPlugin)
   await app.register(accountsPlugin)
   await app.register(instancesPlugin)

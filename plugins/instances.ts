@@ -12,7 +12,8 @@ export default fp(async (app) => {
     store: app.store,
     auth: app.auth,
     sessions: app.sessions,
+    recordState: app.recordState,
     secretBox: app.secretBox,
     quota: app.config.ACCOUNT_INSTANCE_QUOTA
   }))
-}, { name: 'instances', dependencies: ['store', 'auth', 'sessions', 'secret-box'] })
+}, { name: 'instances', dependencies: ['store', 'auth', 'sessions', 'state-events', 'secret-box'] })

@@ -32,7 +32,7 @@ export default fp(async (app) => {
   })
   const sessions = createSessionService({
     store: app.store,
-    bus: app.bus,
+    recordState: app.recordState,
     gate,
     log,
     dialTimeoutMs: config.RECONNECT_DIAL_TIMEOUT_MS,
@@ -47,4 +47,4 @@ export default fp(async (app) => {
     void sessions.resumeAll().catch((error: unknown) => { app.log.error({ err: error }, 'resuming sessions failed') })
   })
   app.addHook('preClose', async () => { await sessions.close() })
-}, { name: 'sessions', dependencies: ['config', 'store', 'event-bus', 'secret-box'] })
+}, { name: 'sessions', dependencies: ['config', 'store', 'state-events', 'secret-box'] })

@@ -4,6 +4,7 @@ import type { InstanceRecord, ProxyRecord, Store, WebhookRecord } from '../store
 import type { AccountCaller, AuthService, TenantCaller } from './auth.js'
 import { errors } from './errors.js'
 import type { SecretBox } from './secret-box.js'
+import type { StateRecorder } from './state-events.js'
 import { generateToken, hashToken } from './tokens.js'
 
 /** What the instance API needs from the WhatsApp session runtime (services/sessions). */
@@ -18,6 +19,7 @@ export interface InstanceServiceDeps {
   store: Store
   auth: AuthService
   sessions: SessionControl
+  recordState: StateRecorder
   secretBox: SecretBox
   quota: number
 }
@@ -31,7 +33,7 @@ const DISPLAY_STATUS: Record<InstanceRecord['connection']['state'], string> = {
 
 export type InstanceService = ReturnType<typeof createInstanceService>
 
-export function createInstanceService ({ store, auth, sessions, secretBox, quota }: InstanceServiceDeps) {
+export function createInstanceService ({ store, auth, sessions, recordState, secretBox, quota }: InstanceServiceDeps) {
   /**
    * The instance a caller names, or the documented error: 403 for an instance
    * token naming another instance, 404 for a name the caller's account does
@@ -98,12 +100,15 @@ export function createInstanceService ({ store, auth, sessions, secretBox, quota
         profile: { name: null, pictureUrl: null, isBusiness: false, businessName: null },
         proxy: inlineProxy(input),
         webhooks: inlineWebhooks(input),
-        desired: 'offline'
+        desired: 'offline',
+        seq: 0
       }
       const result = await store.createInstance(instance, quota)
       if (result === 'name_taken') throw errors.instanceNameTaken()
       if (result === 'token_taken') throw errors.instanceTokenTaken()
       if (result === 'quota_exceeded') throw errors.instanceQuotaExceeded()
+      // Subscribers learn of the new instance as its first event.
+      await recordState(instance, { state: 'disconnected', previousState: null, detail: 'created', statusCode: null, numberJid: null })
       return { name: instance.name, token, status: 'disconnected' as const }
     },
 

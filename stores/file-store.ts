@@ -175,10 +175,11 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
       return [...instances.values()]
     },
 
-    async updateInstance (instanceId, patch: InstancePatch) {
+    async updateInstance (instanceId, patch: InstancePatch, options = {}) {
       const current = instances.get(instanceId)
       if (current === undefined) return null
-      const updated: InstanceRecord = { ...current, ...patch, updatedAt: new Date().toISOString() }
+      const seq = options.nextSeq === true ? current.seq + 1 : current.seq
+      const updated: InstanceRecord = { ...current, ...patch, seq, updatedAt: new Date().toISOString() }
       instances.set(instanceId, updated)
       await writeJson(dirs.instances, instanceId, updated)
       return updated

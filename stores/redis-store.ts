@@ -35,10 +35,12 @@ redis.call('SADD', KEYS[4], ARGV[2])
 return 'created'
 `
 
-// KEYS: instance hash. ARGV: field/value pairs. Never recreates a deleted instance.
+// KEYS: instance hash. ARGV: '1' to raise the event counter (else '0'), then field/value pairs.
+// Never recreates a deleted instance; the counter rises in the same step as the change it numbers.
 const UPDATE_INSTANCE = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
-for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'seq', 1) end
 return redis.call('HGETALL', KEYS[1])
 `
 
@@ -150,9 +152,9 @@ export function createRedisStore (options: RedisStoreOptions): Store {
       return await readInstances(await redis.smembers(key.instances))
     },
 
-    async updateInstance (instanceId, patch: InstancePatch) {
+    async updateInstance (instanceId, patch: InstancePatch, options = {}) {
       const fields = encodeFields({ ...patch, updatedAt: new Date().toISOString() })
-      const reply = await redis.waUpdateInstance(key.instance(instanceId), ...fields)
+      const reply = await redis.waUpdateInstance(key.instance(instanceId), options.nextSeq === true ? '1' : '0', ...fields)
       return reply === null ? null : decodeInstance(pairsToObject(reply))
     },
 

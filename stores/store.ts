@@ -62,6 +62,8 @@ export interface InstanceRecord {
   webhooks: WebhookRecord[]
   /** What the instance should be, so a restart resumes the ones that were online. */
   desired: DesiredState
+  /** Number of the instance's last instance.state event; rises by one per event. */
+  seq: number
 }
 
 /** The fields of an instance that change after creation. */
@@ -99,8 +101,11 @@ export interface Store {
   findInstanceByName: (accountId: string, name: string) => Promise<InstanceRecord | null>
   listInstances: (accountId: string) => Promise<InstanceRecord[]>
   listAllInstances: () => Promise<InstanceRecord[]>
-  /** Returns the updated record, or null when the instance no longer exists (never recreates it). */
-  updateInstance: (instanceId: string, patch: InstancePatch) => Promise<InstanceRecord | null>
+  /**
+   * Returns the updated record, or null when the instance no longer exists (never recreates it).
+   * With `nextSeq`, the event counter rises by one in the same atomic step.
+   */
+  updateInstance: (instanceId: string, patch: InstancePatch, options?: { nextSeq?: boolean }) => Promise<InstanceRecord | null>
   /** Removes the instance, its token and its session. */
   deleteInstance: (instanceId: string) => Promise<boolean>
 

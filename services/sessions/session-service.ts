@@ -3,17 +3,17 @@ import type { ConnectionState as BaileysConnectionState, WASocket } from '@whisk
 import pLimit from 'p-limit'
 import type { Logger } from 'pino'
 import QRCode from 'qrcode'
-import type { EventBus } from '../../bus/bus.js'
 import type { ConnectReplyType } from '../../schemas/instance.js'
 import type { ConnectionState, DesiredState, InstanceRecord, Store } from '../../stores/store.js'
 import { DomainError, errors } from '../errors.js'
 import type { SessionControl } from '../instances.js'
+import type { StateRecorder } from '../state-events.js'
 import { type BackoffOptions, backoffDelay, decideRecovery, type RecoveryAction, staysOnline } from './disconnect-policy.js'
 import type { SessionGate, SessionHandle } from './session-gate.js'
 
 export interface SessionServiceOptions {
   store: Store
-  bus: EventBus
+  recordState: StateRecorder
   gate: SessionGate
   log: Logger
   /** How long reconnect waits for the WebSocket to WhatsApp to open. */
@@ -68,7 +68,7 @@ function reasonOf (error: unknown): string {
 }
 
 export function createSessionService (options: SessionServiceOptions): SessionService {
-  const { store, bus, gate, log } = options
+  const { store, recordState, gate, log } = options
   const runtimes = new Map<string, Runtime>()
   /** Set when close begins: from then on no socket is opened and no retry is scheduled. */
   let closing = false
@@ -112,23 +112,10 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
     runtime.detail = detail
     runtime.statusCode = statusCode
     const { instance } = runtime
-    const at = new Date().toISOString()
-    const connection = { state, detail, numberJid: runtime.numberJid }
-    runtime.transitions = runtime.transitions.then(async () => {
-      const updated = await store.updateInstance(instance.id, extra.desired === undefined ? { connection } : { connection, desired: extra.desired })
-      if (updated === null) return
-      await bus.publish({
-        accountId: instance.accountId,
-        instanceId: instance.id,
-        instance: instance.name,
-        state,
-        previousState,
-        detail,
-        statusCode,
-        at,
-        ...(extra.qrCode === undefined ? {} : { qrCode: extra.qrCode, qrCodeBase64: extra.qrCodeBase64 })
-      })
-    }).catch((error: unknown) => { log.error({ err: error, instance: instance.name }, 'recording a state change failed') })
+    const change = { state, previousState, detail, statusCode, numberJid: runtime.numberJid, ...extra }
+    runtime.transitions = runtime.transitions
+      .then(async () => { await recordState(instance, change) })
+      .catch((error: unknown) => { log.error({ err: error, instance: instance.name }, 'recording a state change failed') })
     return runtime.transitions
   }
 

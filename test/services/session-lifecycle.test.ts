@@ -77,7 +77,7 @@ t.test('connect', async t => {
     const { instanceToken } = await createTenant(service)
     const reply = await call(service.url, 'GET', '/api/instance/connect/sales', { token: instanceToken })
     t.equal(reply.status, 200)
-    const expired = await events.waitFor(e => e.state === 'disconnected')
+    const expired = await events.waitFor(e => e.state === 'disconnected' && e.previousState === 'connecting')
     t.match(expired, { detail: 'qr_timeout', statusCode: 408 })
     const qrs = events.events.filter(e => e.detail === 'qr_ready').map(e => e.qrCode)
     t.equal(new Set(qrs).size, 3, 'one event per QR shown')

@@ -19,6 +19,7 @@ export function instanceRecord (accountId: string, name: string, overrides: Part
     proxy: null,
     webhooks: [],
     desired: 'offline',
+    seq: 0,
     ...overrides
   }
 }
