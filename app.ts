@@ -6,6 +6,7 @@ import accountsPlugin from './plugins/accounts.js'
 import authPlugin from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import errorHandlerPlugin from './plugins/error-handler.js'
+import eventStreamPlugin from './plugins/event-stream.js'
 import eventBusPlugin from './plugins/event-bus.js'
 import instancesPlugin from './plugins/instances.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
@@ -14,7 +15,9 @@ import secretBoxPlugin from './plugins/secret-box.js'
 import sessionsPlugin from './plugins/sessions.js'
 import stateEventsPlugin from './plugins/state-events.js'
 import storePlugin from './plugins/store.js'
+import websocketPlugin from './plugins/websocket.js'
 import accountRoutes from './routes/accounts.js'
+import eventRoutes from './routes/events.js'
 import healthRoutes from './routes/health.js'
 import instanceRoutes from './routes/instances.js'
 
@@ -59,14 +62,17 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
   await app.register(secretBoxPlugin)
   await app.register(authPlugin)
   await app.register(rateLimitPlugin)
+  await app.register(websocketPlugin)
   await app.register(stateEventsPlugin)
   await app.register(sessionsPlugin)
   await app.register(accountsPlugin)
   await app.register(instancesPlugin)
+  await app.register(eventStreamPlugin)
 
   await app.register(healthRoutes)
   await app.register(accountRoutes, { prefix: '/api' })
   await app.register(instanceRoutes, { prefix: '/api' })
+  await app.register(eventRoutes)
 
   return app
 }
