@@ -11,7 +11,14 @@ try {
   process.exit(1)
 }
 
-const app = await buildApp({ config })
+let app
+try {
+  app = await buildApp({ config })
+} catch (error) {
+  // A start that cannot succeed (DATA_DIR in use, Redis unreachable, …) says why in one line.
+  console.error(`wa-gateway cannot start: ${(error as Error).message}`)
+  process.exit(1)
+}
 
 // SIGTERM/SIGINT: readiness turns 503 at once (return503OnClosing), the server stops
 // accepting, open requests finish, sockets end, stores flush; past the delay

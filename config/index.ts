@@ -32,7 +32,12 @@ export const ConfigSchema = Type.Object({
   RECONNECT_BACKOFF_MAX_MS: Type.Integer({ minimum: 10, default: 60_000 }),
   RESUME_CONCURRENCY: Type.Integer({ minimum: 1, default: 10 }),
   WS_PING_INTERVAL_MS: Type.Integer({ minimum: 100, default: 30_000 }),
-  WS_MAX_BUFFERED_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576 })
+  WS_MAX_BUFFERED_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576 }),
+  WEBHOOK_ALLOW_PRIVATE: Type.Boolean({ default: false }),
+  WEBHOOK_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000 }),
+  WEBHOOK_MAX_ATTEMPTS: Type.Integer({ minimum: 1, default: 8 }),
+  WEBHOOK_RETRY_BASE_MS: Type.Integer({ minimum: 10, default: 1_000 }),
+  WEBHOOK_RETRY_MAX_MS: Type.Integer({ minimum: 10, default: 300_000 })
 })
 
 export type AppConfig = Static<typeof ConfigSchema>
@@ -54,11 +59,17 @@ export function loadConfig (source: Record<string, string | undefined>): AppConf
       .filter(name => source[name] !== undefined && source[name] !== '')
       .map(name => [name, source[name]])
   )
+  const problems = new Map<string, string>()
+  // Conversion would quietly truncate "3.5" to 3, so whole numbers are checked as written.
+  for (const [name, raw] of Object.entries(known)) {
+    const type = (ConfigSchema.properties as Record<string, { type?: string }>)[name]?.type
+    if (type === 'integer' && !/^-?\d+$/.test(String(raw).trim())) problems.set(name, 'must be a whole number')
+  }
   const value = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, known))
-  const problems = [...Value.Errors(ConfigSchema, value)].map(error => {
+  for (const error of Value.Errors(ConfigSchema, value)) {
     const name = error.instancePath.replace(/^\//, '') || 'config'
-    return `${name}: ${error.message}`
-  })
-  if (problems.length > 0) throw new ConfigError(problems)
+    if (!problems.has(name)) problems.set(name, error.message)
+  }
+  if (problems.size > 0) throw new ConfigError([...problems].map(([name, problem]) => `${name}: ${problem}`))
   return value as AppConfig
 }

@@ -48,7 +48,7 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
   }
   await Promise.all(Object.values(dirs).map(dir => mkdir(dir, { recursive: true, mode: 0o700 })))
 
-  const releaseLock = await lockDataDir(root, options.lockWaitMs ?? STALE_LOCK_MS + 1_000)
+  const releaseLock = await lockDataDir(root, options.dataDir, options.lockWaitMs ?? STALE_LOCK_MS + 1_000)
 
   const accounts = new Map<string, AccountRecord>()
   const instances = new Map<string, InstanceRecord>()
@@ -234,7 +234,7 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
   }
 }
 
-async function lockDataDir (root: string, waitMs: number): Promise<() => Promise<void>> {
+async function lockDataDir (root: string, dataDir: string, waitMs: number): Promise<() => Promise<void>> {
   const attempts = Math.max(0, Math.ceil(waitMs / 500))
   try {
     return await lockfile.lock(root, {
@@ -246,7 +246,7 @@ async function lockDataDir (root: string, waitMs: number): Promise<() => Promise
     })
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ELOCKED') {
-      throw new Error(`DATA_DIR ${root} is in use by another running process`)
+      throw new Error(`DATA_DIR ${dataDir} is in use by another running process`)
     }
     throw error
   }

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { openFileStore } from '../../stores/file-store.js'
 import type { InstanceRecord } from '../../stores/store.js'
+import { instanceRecord } from '../support/records.js'
 
 /**
  * The file store is the default backend: one process owns a DATA_DIR, and a
@@ -176,7 +177,8 @@ function expectedKeys (counter: number): Record<string, string> {
 
 const blobFor = (n: number): string => `${n}:` + 'x'.repeat(50_000 + (n * 7919) % 150_000)
 
-const INSTANCE_FIELDS = ['accountId', 'connection', 'createdAt', 'desired', 'id', 'name', 'profile', 'proxy', 'tokenHash', 'updatedAt', 'webhooks']
+/** Every field of a complete instance record, as the shared factory builds one. */
+const INSTANCE_FIELDS = Object.keys(instanceRecord('account', 'name')).sort()
 const STORE_DIRS = ['accounts', 'instances', 'sessions']
 
 /** Every entry of the store's record directories, by directory. */
@@ -236,7 +238,7 @@ t.test('a killed writer never leaves a torn file', async t => {
       t.equal(before.sessions!.filter(name => name.endsWith('.json')).length, 1, 'one session file')
       const instanceFile = before.instances!.find(name => name.endsWith('.json'))!
       instanceId ??= instanceFile.slice(0, -'.json'.length)
-      t.equal(instanceFile, `${instanceId}.json`)
+      t.equal(instanceFile, `${instanceId}.json`, 'the same instance every round')
 
       const session = JSON.parse(await readFile(join(dataDir, 'store', 'sessions', `${instanceId}.json`), 'utf8')) as { creds: string, keys: Record<string, string> }
       const counter = (JSON.parse(session.creds) as { counter: number }).counter
@@ -256,19 +258,19 @@ t.test('a killed writer never leaves a torn file', async t => {
         connection: { state: 'disconnected', detail: null, numberJid: null },
         proxy: null,
         webhooks: []
-      })
+      }, 'the fields the writer never changes are intact')
       const instanceRound = Number(/^n-(\d+)$/.exec(instance.profile.name ?? '')?.[1])
       t.ok(instanceRound === acked || instanceRound === acked + 1, `the instance holds round ${instanceRound}: the acknowledged update (${acked}) is kept`)
       t.equal(instance.desired, instanceRound % 2 === 0 ? 'online' : 'offline', 'fields of one update are in step')
-      t.equal(instance.profile.isBusiness, instanceRound % 3 === 0)
+      t.equal(instance.profile.isBusiness, instanceRound % 3 === 0, 'nested fields of one update are in step')
       t.ok(counter >= highestSeen && instanceRound >= highestSeen, 'nothing went back in time')
       highestSeen = counter
 
       // Reopening through the store reads the same state and removes stray temp files.
       const store = await openFileStore({ dataDir, lockWaitMs: 0 })
-      t.equal(await store.readSessionCreds(instanceId), session.creds)
-      t.same(Object.fromEntries(await store.readSessionKeys(instanceId, ['marker'])), { marker: String(counter) })
-      t.same(await store.getInstance(instanceId), instance)
+      t.equal(await store.readSessionCreds(instanceId), session.creds, 'the reopened store reads the same creds')
+      t.same(Object.fromEntries(await store.readSessionKeys(instanceId, ['marker'])), { marker: String(counter) }, 'and the same keys')
+      t.same(await store.getInstance(instanceId), instance, 'and the same instance')
       const after = await storeEntries(dataDir)
       t.same(Object.values(after).flat().filter(name => !name.endsWith('.json')), [], 'no temp files remain after reopening')
       await store.close()
