@@ -15,11 +15,14 @@ import secretBoxPlugin from './plugins/secret-box.js'
 import sessionsPlugin from './plugins/sessions.js'
 import stateEventsPlugin from './plugins/state-events.js'
 import storePlugin from './plugins/store.js'
+import webhookDeliveryPlugin from './plugins/webhook-delivery.js'
+import webhooksPlugin from './plugins/webhooks.js'
 import websocketPlugin from './plugins/websocket.js'
 import accountRoutes from './routes/accounts.js'
 import eventRoutes from './routes/events.js'
 import healthRoutes from './routes/health.js'
 import instanceRoutes from './routes/instances.js'
+import webhookRoutes from './routes/webhooks.js'
 
 export interface BuildAppOptions {
   config: AppConfig
@@ -63,15 +66,18 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
   await app.register(authPlugin)
   await app.register(rateLimitPlugin)
   await app.register(websocketPlugin)
+  await app.register(webhookDeliveryPlugin)
   await app.register(stateEventsPlugin)
   await app.register(sessionsPlugin)
   await app.register(accountsPlugin)
   await app.register(instancesPlugin)
+  await app.register(webhooksPlugin)
   await app.register(eventStreamPlugin)
 
   await app.register(healthRoutes)
   await app.register(accountRoutes, { prefix: '/api' })
   await app.register(instanceRoutes, { prefix: '/api' })
+  await app.register(webhookRoutes, { prefix: '/api' })
   await app.register(eventRoutes)
 
   return app

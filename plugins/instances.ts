@@ -14,6 +14,7 @@ export default fp(async (app) => {
     sessions: app.sessions,
     recordState: app.recordState,
     secretBox: app.secretBox,
-    quota: app.config.ACCOUNT_INSTANCE_QUOTA
+    quota: app.config.ACCOUNT_INSTANCE_QUOTA,
+    allowPrivateWebhooks: app.config.WEBHOOK_ALLOW_PRIVATE
   }))
 }, { name: 'instances', dependencies: ['store', 'auth', 'sessions', 'state-events', 'secret-box'] })

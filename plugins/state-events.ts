@@ -8,5 +8,5 @@ declare module 'fastify' {
 }
 
 export default fp(async (app) => {
-  app.decorate('recordState', createStateRecorder({ store: app.store, bus: app.bus }))
-}, { name: 'state-events', dependencies: ['store', 'event-bus'] })
+  app.decorate('recordState', createStateRecorder({ store: app.store, bus: app.bus, webhooks: app.webhookDispatcher }))
+}, { name: 'state-events', dependencies: ['store', 'event-bus', 'webhook-delivery'] })

@@ -28,7 +28,13 @@ export type CreateInstanceInput = Static<typeof CreateInstanceBody>
 export const CreateInstanceReply = Type.Object({
   success: Type.Literal(true),
   message: Type.Literal('Instance created'),
-  instance: Type.Object({ name: Type.String(), token: Type.String(), status: Type.Literal('disconnected') })
+  instance: Type.Object({
+    name: Type.String(),
+    token: Type.String(),
+    status: Type.Literal('disconnected'),
+    /** Present when the request configured a webhook: the key of X-Webhook-Signature, shown once. */
+    webhookSigningSecret: Type.Optional(Type.String())
+  })
 })
 
 export const ProxyBody = Type.Object({

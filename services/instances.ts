@@ -6,6 +6,7 @@ import { errors } from './errors.js'
 import type { SecretBox } from './secret-box.js'
 import type { StateRecorder } from './state-events.js'
 import { generateToken, hashToken } from './tokens.js'
+import { refuseLiteralDestination } from './webhooks/destination.js'
 
 /** What the instance API needs from the WhatsApp session runtime (services/sessions). */
 export interface SessionControl {
@@ -22,6 +23,7 @@ export interface InstanceServiceDeps {
   recordState: StateRecorder
   secretBox: SecretBox
   quota: number
+  allowPrivateWebhooks: boolean
 }
 
 const DISPLAY_STATUS: Record<InstanceRecord['connection']['state'], string> = {
@@ -33,7 +35,7 @@ const DISPLAY_STATUS: Record<InstanceRecord['connection']['state'], string> = {
 
 export type InstanceService = ReturnType<typeof createInstanceService>
 
-export function createInstanceService ({ store, auth, sessions, recordState, secretBox, quota }: InstanceServiceDeps) {
+export function createInstanceService ({ store, auth, sessions, recordState, secretBox, quota, allowPrivateWebhooks }: InstanceServiceDeps) {
   /**
    * The instance a caller names, or the documented error: 403 for an instance
    * token naming another instance, 404 for a name the caller's account does
@@ -73,6 +75,8 @@ export function createInstanceService ({ store, auth, sessions, recordState, sec
 
   function inlineWebhooks (input: CreateInstanceInput): WebhookRecord[] {
     if (input.webhookUrl === undefined) return []
+    const refusal = allowPrivateWebhooks ? null : refuseLiteralDestination(new URL(input.webhookUrl))
+    if (refusal !== null) throw errors.webhookUrlRefused(refusal)
     return [{
       label: 'default',
       enabled: input.webhookEnabled ?? true,
@@ -88,6 +92,9 @@ export function createInstanceService ({ store, auth, sessions, recordState, sec
 
     async create (caller: AccountCaller, input: CreateInstanceInput) {
       const token = input.token ?? generateToken()
+      const webhooks = inlineWebhooks(input)
+      // Webhook deliveries are signed with a per-instance secret, shown once, here.
+      const webhookSigningSecret = webhooks.length > 0 ? generateToken() : undefined
       const now = new Date().toISOString()
       const instance: InstanceRecord = {
         id: randomUUID(),
@@ -99,9 +106,10 @@ export function createInstanceService ({ store, auth, sessions, recordState, sec
         connection: { state: 'disconnected', detail: null, numberJid: null },
         profile: { name: null, pictureUrl: null, isBusiness: false, businessName: null },
         proxy: inlineProxy(input),
-        webhooks: inlineWebhooks(input),
+        webhooks,
         desired: 'offline',
-        seq: 0
+        seq: 0,
+        webhookSecretSealed: webhookSigningSecret === undefined ? null : secretBox.seal(webhookSigningSecret)
       }
       const result = await store.createInstance(instance, quota)
       if (result === 'name_taken') throw errors.instanceNameTaken()
@@ -109,7 +117,7 @@ export function createInstanceService ({ store, auth, sessions, recordState, sec
       if (result === 'quota_exceeded') throw errors.instanceQuotaExceeded()
       // Subscribers learn of the new instance as its first event.
       await recordState(instance, { state: 'disconnected', previousState: null, detail: 'created', statusCode: null, numberJid: null })
-      return { name: instance.name, token, status: 'disconnected' as const }
+      return { name: instance.name, token, status: 'disconnected' as const, ...(webhookSigningSecret === undefined ? {} : { webhookSigningSecret }) }
     },
 
     /**

@@ -64,10 +64,12 @@ export interface InstanceRecord {
   desired: DesiredState
   /** Number of the instance's last instance.state event; rises by one per event. */
   seq: number
+  /** The HMAC key that signs this instance's webhook deliveries, sealed; made with its first webhook. */
+  webhookSecretSealed: string | null
 }
 
 /** The fields of an instance that change after creation. */
-export type InstancePatch = Partial<Pick<InstanceRecord, 'connection' | 'profile' | 'proxy' | 'webhooks' | 'desired'>>
+export type InstancePatch = Partial<Pick<InstanceRecord, 'connection' | 'profile' | 'proxy' | 'webhooks' | 'webhookSecretSealed' | 'desired'>>
 
 export type TokenOwner =
   | { kind: 'account', accountId: string }

@@ -8,7 +8,8 @@ import type { ConnectionState, DesiredState, InstanceRecord, Store } from '../..
 import { DomainError, errors } from '../errors.js'
 import type { SessionControl } from '../instances.js'
 import type { StateRecorder } from '../state-events.js'
-import { type BackoffOptions, backoffDelay, decideRecovery, type RecoveryAction, staysOnline } from './disconnect-policy.js'
+import { type BackoffOptions, backoffDelay } from '../backoff.js'
+import { decideRecovery, type RecoveryAction, staysOnline } from './disconnect-policy.js'
 import type { SessionGate, SessionHandle } from './session-gate.js'
 
 export interface SessionServiceOptions {

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { BAD_SESSION_LIMIT, backoffDelay, decideRecovery, staysOnline } from '../../services/sessions/disconnect-policy.js'
+import { backoffDelay } from '../../services/backoff.js'
+import { BAD_SESSION_LIMIT, decideRecovery, staysOnline } from '../../services/sessions/disconnect-policy.js'
 
 const online = { pairing: false, consecutiveBadSessions: 0 }
 const pairing = { pairing: true, consecutiveBadSessions: 0 }

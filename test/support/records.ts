@@ -20,6 +20,7 @@ export function instanceRecord (accountId: string, name: string, overrides: Part
     webhooks: [],
     desired: 'offline',
     seq: 0,
+    webhookSecretSealed: null,
     ...overrides
   }
 }

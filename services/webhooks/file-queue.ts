@@ -1,0 +1,121 @@
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import writeFileAtomic from 'write-file-atomic'
+import { backoffDelay } from '../backoff.js'
+import type { DeadLetter, Delivery } from './delivery.js'
+import { DEFAULT_DEAD_LETTER_LIMIT, nextStep, type QueueSettings, targetOf, type WebhookQueue } from './queue.js'
+
+interface Target {
+  key: string
+  instanceId: string
+  pending: Delivery[]
+  dead: DeadLetter[]
+  draining: boolean
+  timer: NodeJS.Timeout | null
+  /** Writes of this target's file, in order. */
+  saving: Promise<void>
+}
+
+const SUFFIX = '.json'
+
+/**
+ * The embedded webhook queue: each target's outbox and dead letters are one
+ * JSON file in DATA_DIR/webhooks, replaced atomically after every change, and
+ * drained in process. Pending deliveries survive a restart.
+ */
+export async function openFileWebhookQueue (dir: string, settings: QueueSettings): Promise<WebhookQueue> {
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const targets = new Map<string, Target>()
+  const inFlight = new Set<Promise<void>>()
+  const deadLetterLimit = settings.deadLetterLimit ?? DEFAULT_DEAD_LETTER_LIMIT
+  let closed = false
+
+  function targetFor (key: string, instanceId: string): Target {
+    let target = targets.get(key)
+    if (target === undefined) {
+      target = { key, instanceId, pending: [], dead: [], draining: false, timer: null, saving: Promise.resolve() }
+      targets.set(key, target)
+    }
+    return target
+  }
+
+  function save (target: Target): Promise<void> {
+    const content = JSON.stringify({ pending: target.pending, dead: target.dead })
+    const write = target.saving.then(async () => {
+      await writeFileAtomic(join(dir, target.key + SUFFIX), content, { mode: 0o600 })
+    })
+    // The next write waits for this one, failed or not; the caller still sees a failure.
+    target.saving = write.catch(() => {})
+    return write
+  }
+
+  function drain (target: Target): void {
+    if (target.draining || closed) return
+    target.draining = true
+    const run = (async () => {
+      while (!closed) {
+        const head = target.pending[0]
+        if (head === undefined) break
+        const attempt = head.attempts + 1
+        const outcome = await settings.deliver(head)
+        settings.onOutcome?.(head, outcome, attempt)
+        const step = nextStep(outcome, attempt, settings.maxAttempts)
+        if (step === 'done') {
+          target.pending.shift()
+        } else if (step === 'dead') {
+          target.pending.shift()
+          target.dead.unshift({ ...head, attempts: attempt, lastError: outcome.kind === 'delivered' ? null : outcome.error, failedAt: new Date().toISOString() })
+          target.dead.length = Math.min(target.dead.length, deadLetterLimit)
+        } else {
+          head.attempts = attempt
+          head.lastError = outcome.kind === 'delivered' ? null : outcome.error
+          await save(target)
+          target.timer = setTimeout(() => { target.timer = null; target.draining = false; drain(target) }, backoffDelay(attempt, settings.backoff))
+          return
+        }
+        await save(target)
+      }
+      target.draining = false
+    })()
+    inFlight.add(run)
+    void run.finally(() => { inFlight.delete(run) })
+  }
+
+  for (const entry of await readdir(dir)) {
+    if (!entry.endsWith(SUFFIX)) {
+      await rm(join(dir, entry), { force: true })
+      continue
+    }
+    const key = entry.slice(0, -SUFFIX.length)
+    const saved = JSON.parse(await readFile(join(dir, entry), 'utf8')) as { pending: Delivery[], dead: DeadLetter[] }
+    const target = targetFor(key, key.split('~')[0] ?? '')
+    target.pending = saved.pending
+    target.dead = saved.dead
+    drain(target)
+  }
+
+  return {
+    async enqueue (deliveries) {
+      const touched = new Set<Target>()
+      for (const delivery of deliveries) {
+        const target = targetFor(targetOf(delivery), delivery.instanceId)
+        target.pending.push(delivery)
+        touched.add(target)
+      }
+      await Promise.all([...touched].map(save))
+      for (const target of touched) drain(target)
+    },
+
+    async deadLetters (instanceId) {
+      return [...targets.values()].filter(target => target.instanceId === instanceId).flatMap(target => target.dead)
+    },
+
+
+    async close () {
+      closed = true
+      for (const target of targets.values()) if (target.timer !== null) clearTimeout(target.timer)
+      await Promise.allSettled([...inFlight])
+      await Promise.allSettled([...targets.values()].map(async target => { await target.saving }))
+    }
+  }
+}

@@ -1,0 +1,170 @@
+import { lookup } from 'node:dns/promises'
+import { hostname } from 'node:os'
+import t from 'tap'
+import { isPublicAddress } from '../../services/webhooks/destination.js'
+import { call, createTenant, startApp, type TestApp } from '../support/app.js'
+import { backends } from '../support/backends.js'
+import { freePort } from '../support/redis.js'
+import { signatureIsValid, startWebhookReceiver } from '../support/webhook-receiver.js'
+
+// Webhook deliveries of instance.state: real HTTP to a local receiver, real
+// stores and queues (files, or Redis with BullMQ), events produced by the
+// service's one state recorder.
+
+const fastRetries = { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_BASE_MS: '50', WEBHOOK_RETRY_MAX_MS: '200', WEBHOOK_MAX_ATTEMPTS: '6' }
+
+async function withWebhook (service: TestApp, url: string, extra: Record<string, unknown> = {}): Promise<{ accountId: string, instanceToken: string, secret: string }> {
+  const { accountId, instanceToken } = await createTenant(service)
+  const saved = await call(service.url, 'POST', '/api/events/webhook/sales', { token: instanceToken, body: { enabled: true, url, ...extra } })
+  if (saved.status !== 200) throw new Error(JSON.stringify(saved.body))
+  return { accountId, instanceToken, secret: saved.body.signingSecret }
+}
+
+/** Drives `count` state changes through the service's recorder, as the session service does. */
+async function produceEvents (service: TestApp, accountId: string, count: number): Promise<void> {
+  const instance = await service.app.store.findInstanceByName(accountId, 'sales')
+  if (instance === null) throw new Error('no instance')
+  for (let i = 0; i < count; i++) {
+    await service.app.recordState(instance, { state: i % 2 === 0 ? 'connecting' : 'disconnected', previousState: i % 2 === 0 ? 'disconnected' : 'connecting', detail: `step_${i}`, statusCode: null, numberJid: null })
+  }
+}
+
+for (const backend of await backends(t)) {
+  t.test(`${backend.name}: a receiver that fails the first attempts gets every event exactly once, in order, signed`, async t => {
+    const receiver = await startWebhookReceiver(t)
+    const service = await startApp(t, { env: { ...backend.env(), ...fastRetries } })
+    const { accountId, secret } = await withWebhook(service, `${receiver.url}/hooks`, { authorization: 'Bearer receiver-key', byEvents: true })
+    t.match(secret, /^[0-9a-f]{64}$/)
+    receiver.failNext(3, 503)
+    await produceEvents(service, accountId, 5)
+    const accepted = await receiver.waitForAccepted(5)
+    t.equal(receiver.requests.length, 8, 'three failures, then five deliveries')
+    t.same(accepted.map(request => request.json.data.detail), ['step_0', 'step_1', 'step_2', 'step_3', 'step_4'])
+    t.same(accepted.map(request => request.json.seq), [2, 3, 4, 5, 6], 'in order, after the instance\'s first event')
+    t.equal(new Set(accepted.map(request => request.json.id)).size, 5, 'each event once')
+    for (const request of accepted) {
+      t.equal(request.path, '/hooks/instance.state', 'byEvents appends the event name')
+      t.equal(request.headers.authorization, 'Bearer receiver-key')
+      t.equal(request.headers['x-webhook-id'], request.json.id)
+      t.ok(signatureIsValid(request, secret), 'signature valid')
+      t.notOk(signatureIsValid(request, 'f'.repeat(64)), 'and only with the right secret')
+      t.match(request.json, { event: 'instance.state', instanceData: { instance: 'sales' } })
+    }
+    await new Promise(resolve => setTimeout(resolve, 300))
+    t.equal(receiver.accepted().length, 5, 'nothing delivered twice')
+  })
+
+  t.test(`${backend.name}: deliveries that cannot succeed become dead letters, readable through the API`, async t => {
+    const receiver = await startWebhookReceiver(t)
+    const service = await startApp(t, { env: { ...backend.env(), ...fastRetries, WEBHOOK_MAX_ATTEMPTS: '3' } })
+    const { accountId, instanceToken } = await withWebhook(service, receiver.url)
+    receiver.failNext(1, 410)
+    receiver.failNext(3, 500)
+    await produceEvents(service, accountId, 3)
+    await receiver.waitForAccepted(1)
+    t.equal(receiver.requests.length, 5, 'a 4xx is not retried; a 5xx is, up to the attempt limit')
+    const dead = await call(service.url, 'GET', '/api/events/deadLetters/sales', { token: instanceToken })
+    t.equal(dead.status, 200)
+    t.equal(dead.body.deadLetters.length, 2)
+    const [retried, rejected] = dead.body.deadLetters
+    t.match(rejected, { label: 'default', attempts: 1, lastError: 'HTTP 410', event: { event: 'instance.state', data: { detail: 'step_0' } } })
+    t.match(retried, { attempts: 3, lastError: 'HTTP 500', event: { data: { detail: 'step_1' } } })
+    t.equal(receiver.accepted()[0]?.json.data.detail, 'step_2', 'the next event went through after the dead ones')
+  })
+
+  t.test(`${backend.name}: a receiver that is down through a restart still gets the events`, async t => {
+    const port = await freePort()
+    const env = { ...backend.env(), ...fastRetries, WEBHOOK_MAX_ATTEMPTS: '50', WEBHOOK_RETRY_MAX_MS: '100' }
+    const first = await startApp(t, { env })
+    const { accountId } = await withWebhook(first, `http://127.0.0.1:${port}/`)
+    await produceEvents(first, accountId, 3)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    await first.close()
+
+    const second = await startApp(t, { env, dataDir: first.dataDir })
+    const receiver = await startWebhookReceiver(t, port)
+    const accepted = await receiver.waitForAccepted(3)
+    t.same(accepted.map(request => request.json.data.detail), ['step_0', 'step_1', 'step_2'])
+    await produceEvents(second, accountId, 1)
+    t.same((await receiver.waitForAccepted(4)).map(request => request.json.data.detail).slice(3), ['step_0'], 'and the new process keeps delivering')
+  })
+}
+
+t.test('webhook configuration', async t => {
+  const service = await startApp(t, { env: fastRetries })
+  const { instanceToken } = await createTenant(service)
+  const save = async (body: Record<string, unknown>): Promise<any> => await call(service.url, 'POST', '/api/events/webhook/sales', { token: instanceToken, body })
+
+  const first = await save({ enabled: true, url: 'https://a.example/hook', authorization: 'Bearer a-secret' })
+  t.equal(first.status, 200)
+  t.same(first.body.webhook, { label: 'default', enabled: true, url: 'https://a.example/hook', byEvents: false, events: [], hasAuthorization: true })
+  t.match(first.body.signingSecret, /^[0-9a-f]{64}$/, 'the signing secret is shown with the first webhook')
+  const updated = await save({ enabled: true, url: 'https://a.example/v2' })
+  t.equal(updated.body.signingSecret, undefined, 'and only then')
+  t.equal(updated.body.webhook.hasAuthorization, true, 'an update without authorization keeps the stored one')
+
+  t.equal((await save({ label: 'b', enabled: true, url: 'https://b.example' })).status, 200)
+  t.equal((await save({ label: 'c', enabled: true, url: 'https://c.example' })).status, 200)
+  const fourth = await save({ label: 'd', enabled: true, url: 'https://d.example' })
+  t.equal(fourth.status, 400)
+  t.same(fourth.body, { success: false, error: { message: 'At most 3 enabled webhooks per instance' } })
+  t.equal((await save({ label: 'd', enabled: false, url: 'https://d.example' })).status, 200, 'a disabled fourth is fine')
+
+  const all = await call(service.url, 'GET', '/api/events/getWebhook/sales', { token: instanceToken })
+  t.same(all.body.webhooks.map((webhook: { label: string }) => webhook.label), ['default', 'b', 'c', 'd'])
+  const one = await call(service.url, 'GET', '/api/events/getWebhook/sales?label=b', { token: instanceToken })
+  t.same(one.body.webhooks.map((webhook: { url: string }) => webhook.url), ['https://b.example'])
+  const missing = await call(service.url, 'GET', '/api/events/getWebhook/sales?label=zzz', { token: instanceToken })
+  t.equal(missing.status, 404)
+  t.same(missing.body, { success: false, error: { message: 'Webhook not found' } })
+  t.notMatch(JSON.stringify(await service.app.store.listAllInstances()), /a-secret/, 'authorization sealed at rest')
+  t.notMatch(JSON.stringify(all.body), /a-secret/)
+})
+
+t.test('webhook targets on private networks are refused unless allowed', async t => {
+  const service = await startApp(t)
+  const { accountToken, instanceToken } = await createTenant(service)
+  for (const url of ['http://127.0.0.1:8080/x', 'http://localhost/x', 'http://10.1.2.3/', 'http://192.168.0.10/', 'http://169.254.169.254/latest', 'http://[::1]:80/', 'http://[::ffff:127.0.0.1]/', 'http://100.64.0.1/']) {
+    const reply = await call(service.url, 'POST', '/api/events/webhook/sales', { token: instanceToken, body: { enabled: true, url } })
+    t.equal(reply.status, 400, url)
+    t.match(reply.body.error.message, /^Webhook URL refused: /)
+  }
+  const inline = await call(service.url, 'POST', '/api/instance/new', { token: accountToken, body: { name: 'inline', webhookUrl: 'http://127.0.0.1/' } })
+  t.equal(inline.status, 400)
+  t.ok(isPublicAddress('93.184.216.34'))
+  t.notOk(isPublicAddress('172.16.0.1'))
+})
+
+t.test('a name that resolves to a private address is refused at delivery time', async t => {
+  const names = ['vm', hostname()]
+  let loopbackName: string | undefined
+  for (const name of names) {
+    const addresses = await lookup(name, { all: true }).catch(() => [])
+    if (addresses.length > 0 && addresses.every(({ address }) => !isPublicAddress(address))) { loopbackName = name; break }
+  }
+  if (loopbackName === undefined) {
+    t.comment('NOTICE: no host name on this machine resolves only to private addresses; skipped')
+    return
+  }
+  const receiver = await startWebhookReceiver(t)
+  const service = await startApp(t, { env: { WEBHOOK_RETRY_BASE_MS: '50' } })
+  const { accountId, instanceToken } = await withWebhook(service, `http://${loopbackName}:${receiver.port}/`)
+  await produceEvents(service, accountId, 1)
+  await new Promise(resolve => setTimeout(resolve, 500))
+  t.equal(receiver.requests.length, 0, 'nothing reached the private address')
+  const dead = await call(service.url, 'GET', '/api/events/deadLetters/sales', { token: instanceToken })
+  t.match(dead.body.deadLetters[0]?.lastError, /^Refused destination: .* resolves to .*not a public address/)
+})
+
+t.test('an inline webhook at creation gets its signing secret in the answer and receives the first event', async t => {
+  const receiver = await startWebhookReceiver(t)
+  const service = await startApp(t, { env: fastRetries })
+  const account = await call(service.url, 'POST', '/api/account', { token: service.adminToken, body: { name: 'acme' } })
+  const created = await call(service.url, 'POST', '/api/instance/new', { token: account.body.account.token, body: { name: 'sales', webhookUrl: receiver.url } })
+  t.equal(created.status, 201)
+  const secret = created.body.instance.webhookSigningSecret
+  t.match(secret, /^[0-9a-f]{64}$/)
+  const [first] = await receiver.waitForAccepted(1)
+  t.match(first?.json, { event: 'instance.state', data: { instance: 'sales', state: 'disconnected', previousState: null, detail: 'created' }, seq: 1 })
+  t.ok(first !== undefined && signatureIsValid(first, secret))
+})
