@@ -1,25 +1,18 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { call, createTenant, startApp } from '../support/app.js'
 import { backends } from '../support/backends.js'
 import { seedSavedSession } from '../support/sessions.js'
-import { generateTrustRoot, installTestTrustRoot, startFakeWhatsAppServer, type FakeWhatsAppServer } from '../support/wa-server/index.js'
+import type { FakeWhatsAppServer } from '../support/wa-server/index.js'
+import { fakeWhatsApp, SAVED_JID, trustLocalWhatsApp, whatsappEnv } from '../support/whatsapp.js'
 import { openStream, refusedStream } from '../support/ws-client.js'
 
 // The live instance.state stream on /ws and /ws/:instance, with a real
 // WebSocket client, a listening service and real Baileys sockets.
 
-const root = generateTrustRoot()
-t.teardown(installTestTrustRoot(root.public))
-const SAVED_JID = '5511999999999:1@s.whatsapp.net'
-
-async function fakeWhatsApp (t: Test): Promise<FakeWhatsAppServer> {
-  const server = await startFakeWhatsAppServer({ root })
-  t.teardown(async () => { await server.close() })
-  return server
-}
+trustLocalWhatsApp(t)
 
 const serviceEnv = (server: FakeWhatsAppServer, extra: Record<string, string> = {}): Record<string, string> =>
-  ({ WA_WS_URL: server.url, WA_QUERY_TIMEOUT_MS: '2000', RECONNECT_DIAL_TIMEOUT_MS: '3000', PUBLIC_URL: 'https://wa.example', ...extra })
+  whatsappEnv(server, { PUBLIC_URL: 'https://wa.example', ...extra })
 
 const stateOf = (frame: any): string => `${String(frame.data?.state)}/${String(frame.data?.detail)}`
 

@@ -1,43 +1,21 @@
 import { createServer, type Server } from 'node:http'
 import { connect as connectTcp, type AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { call, createTenant, startApp, type TestApp } from '../support/app.js'
+import { call, createTenant, startApp } from '../support/app.js'
 import { backends } from '../support/backends.js'
 import { recordEvents } from '../support/events.js'
 import { seedSavedSession } from '../support/sessions.js'
-import { generateTrustRoot, installTestTrustRoot, startFakeWhatsAppServer, type FakeWhatsAppServer } from '../support/wa-server/index.js'
+import { connectedInstance, fakeWhatsApp, trustLocalWhatsApp, whatsappEnv } from '../support/whatsapp.js'
 
 // connect (QR and pairing code), logout, delete, resume on start, zombie
 // detection and proxies, with real Baileys sockets against the local server.
 
-const root = generateTrustRoot()
-t.teardown(installTestTrustRoot(root.public))
-const SAVED_JID = '5511999999999:1@s.whatsapp.net'
-
-async function fakeWhatsApp (t: Test, options: Parameters<typeof startFakeWhatsAppServer>[0] = {}): Promise<FakeWhatsAppServer> {
-  const server = await startFakeWhatsAppServer({ root, ...options })
-  t.teardown(async () => { await server.close() })
-  return server
-}
-
-function serviceEnv (server: FakeWhatsAppServer, extra: Record<string, string> = {}): Record<string, string> {
-  return { WA_WS_URL: server.url, WA_QUERY_TIMEOUT_MS: '2000', RECONNECT_DIAL_TIMEOUT_MS: '3000', RECONNECT_BACKOFF_BASE_MS: '200', RECONNECT_BACKOFF_MAX_MS: '1000', ...extra }
-}
-
-async function connectedInstance (t: Test, server: FakeWhatsAppServer, env: Record<string, string> = {}): Promise<{ service: TestApp, events: ReturnType<typeof recordEvents>, accountId: string, accountToken: string, instanceToken: string }> {
-  const service = await startApp(t, { env: serviceEnv(server, env) })
-  const events = recordEvents(t, service.app)
-  const tenant = await createTenant(service)
-  await seedSavedSession(service.app, tenant.accountId, 'sales', SAVED_JID)
-  t.equal((await call(service.url, 'POST', '/api/instance/reconnect/sales', { token: tenant.instanceToken })).status, 200)
-  await events.waitFor(e => e.state === 'connected')
-  return { service, events, ...tenant }
-}
+trustLocalWhatsApp(t)
 
 t.test('connect', async t => {
   t.test('with ?number= answers a pairing code', async t => {
     const server = await fakeWhatsApp(t)
-    const service = await startApp(t, { env: serviceEnv(server) })
+    const service = await startApp(t, { env: whatsappEnv(server) })
     const events = recordEvents(t, service.app)
     const { instanceToken } = await createTenant(service)
     const reply = await call(service.url, 'GET', '/api/instance/connect/sales?number=5511988887777', { token: instanceToken })
@@ -61,7 +39,7 @@ t.test('connect', async t => {
   t.test('no QR in time: 504, and the instance rests disconnected', async t => {
     const server = await fakeWhatsApp(t)
     server.stall(true)
-    const service = await startApp(t, { env: serviceEnv(server, { CONNECT_QR_TIMEOUT_MS: '400' }) })
+    const service = await startApp(t, { env: whatsappEnv(server, { CONNECT_QR_TIMEOUT_MS: '400' }) })
     const { instanceToken } = await createTenant(service)
     const reply = await call(service.url, 'GET', '/api/instance/connect/sales', { token: instanceToken })
     t.equal(reply.status, 504)
@@ -72,7 +50,7 @@ t.test('connect', async t => {
 
   t.test('QR rotations reach subscribers; when the refs run out: disconnected, qr_timeout, no new QR', async t => {
     const server = await fakeWhatsApp(t, { qrRefs: 3 })
-    const service = await startApp(t, { env: serviceEnv(server, { WA_QR_TIMEOUT_MS: '150' }) })
+    const service = await startApp(t, { env: whatsappEnv(server, { WA_QR_TIMEOUT_MS: '150' }) })
     const events = recordEvents(t, service.app)
     const { instanceToken } = await createTenant(service)
     const reply = await call(service.url, 'GET', '/api/instance/connect/sales', { token: instanceToken })
@@ -121,7 +99,7 @@ for (const backend of await backends(t)) {
 
   t.test(`${backend.name} store: on start, instances that should be online resume by themselves`, async t => {
     const server = await fakeWhatsApp(t)
-    const env = serviceEnv(server, backend.env())
+    const env = whatsappEnv(server, backend.env())
     const first = await startApp(t, { env })
     const events = recordEvents(t, first.app)
     const { accountId, accountToken } = await createTenant(first, 'one')

@@ -1,35 +1,17 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { call, createTenant, startApp, type TestApp } from '../support/app.js'
 import { backends } from '../support/backends.js'
 import { recordEvents } from '../support/events.js'
 import { seedSavedSession } from '../support/sessions.js'
-import { generateTrustRoot, installTestTrustRoot, startFakeWhatsAppServer, type FakeWhatsAppServer } from '../support/wa-server/index.js'
+import { generateTrustRoot } from '../support/wa-server/index.js'
+import { connectedInstance, fakeWhatsApp, SAVED_JID, trustLocalWhatsApp, whatsappEnv } from '../support/whatsapp.js'
 
 // Real Baileys sockets in the service, a local WhatsApp protocol server, real
 // stores, everything driven through HTTP on a listening service.
 
-const root = generateTrustRoot()
-t.teardown(installTestTrustRoot(root.public))
+trustLocalWhatsApp(t)
 
-const SAVED_JID = '5511999999999:1@s.whatsapp.net'
 const NO_SESSION = 'Instance has no saved session, call /connect first'
-
-async function fakeWhatsApp (t: Test, options: Parameters<typeof startFakeWhatsAppServer>[0] = {}): Promise<FakeWhatsAppServer> {
-  const server = await startFakeWhatsAppServer({ root, ...options })
-  t.teardown(async () => { await server.close() })
-  return server
-}
-
-function serviceEnv (server: FakeWhatsAppServer, backendEnv: Record<string, string>): Record<string, string> {
-  return {
-    ...backendEnv,
-    WA_WS_URL: server.url,
-    WA_QUERY_TIMEOUT_MS: '2000',
-    RECONNECT_DIAL_TIMEOUT_MS: '3000',
-    RECONNECT_BACKOFF_BASE_MS: '200',
-    RECONNECT_BACKOFF_MAX_MS: '1000'
-  }
-}
 
 async function stateOf (service: TestApp, token: string, name = 'sales'): Promise<{ state: string, numberJid: string | null }> {
   const reply = await call(service.url, 'GET', `/api/instance/list?instanceName=${name}`, { token })
@@ -40,7 +22,7 @@ for (const backend of await backends(t)) {
   t.test(`${backend.name} store`, async t => {
     t.test('new → connect → QR → the phone pairs → connected, then a restart resumes without a QR', async t => {
       const server = await fakeWhatsApp(t)
-      const env = serviceEnv(server, backend.env())
+      const env = whatsappEnv(server, backend.env())
       const first = await startApp(t, { env })
       const events = recordEvents(t, first.app)
       const { instanceToken } = await createTenant(first)
@@ -74,12 +56,7 @@ for (const backend of await backends(t)) {
 
     t.test('a server-side logout (401) wipes the session; reconnect then answers 400', async t => {
       const server = await fakeWhatsApp(t)
-      const service = await startApp(t, { env: serviceEnv(server, backend.env()) })
-      const events = recordEvents(t, service.app)
-      const { accountId, instanceToken } = await createTenant(service)
-      await seedSavedSession(service.app, accountId, 'sales', SAVED_JID)
-      t.equal((await call(service.url, 'POST', '/api/instance/reconnect/sales', { token: instanceToken })).status, 200)
-      await events.waitFor(e => e.state === 'connected')
+      const { service, events, accountId, instanceToken } = await connectedInstance(t, server, backend.env())
 
       await server.kick(SAVED_JID, 'logged_out')
       const loggedOut = await events.waitFor(e => e.state === 'loggedout')
@@ -97,12 +74,7 @@ for (const backend of await backends(t)) {
 
 t.test('recovery after the server closes the connection', async t => {
   const server = await fakeWhatsApp(t)
-  const service = await startApp(t, { env: serviceEnv(server, {}) })
-  const events = recordEvents(t, service.app)
-  const { accountId, instanceToken } = await createTenant(service)
-  await seedSavedSession(service.app, accountId, 'sales', SAVED_JID)
-  t.equal((await call(service.url, 'POST', '/api/instance/reconnect/sales', { token: instanceToken })).status, 200)
-  await events.waitFor(e => e.state === 'connected')
+  const { service, events, accountId, instanceToken } = await connectedInstance(t, server)
 
   t.test('515 restart required: back to connected by itself, at once', async t => {
     const from = events.mark()
@@ -147,7 +119,7 @@ t.test('recovery after the server closes the connection', async t => {
 
 t.test('20 concurrent reconnects: all 200, one socket, one login', async t => {
   const server = await fakeWhatsApp(t)
-  const service = await startApp(t, { env: serviceEnv(server, {}) })
+  const service = await startApp(t, { env: whatsappEnv(server) })
   const events = recordEvents(t, service.app)
   const { accountId, instanceToken } = await createTenant(service)
   await seedSavedSession(service.app, accountId, 'sales', SAVED_JID)
@@ -164,7 +136,7 @@ t.test('20 concurrent reconnects: all 200, one socket, one login', async t => {
 t.test('WhatsApp\'s certificate chain is enforced', async t => {
   t.test('a server whose chain is not signed by the trusted root is refused with 500 naming the certificate', async t => {
     const impostor = await fakeWhatsApp(t, { root: generateTrustRoot() })
-    const service = await startApp(t, { env: serviceEnv(impostor, {}) })
+    const service = await startApp(t, { env: whatsappEnv(impostor) })
     const { accountId, instanceToken } = await createTenant(service)
     await seedSavedSession(service.app, accountId, 'sales', SAVED_JID)
     const reply = await call(service.url, 'POST', '/api/instance/reconnect/sales', { token: instanceToken })
@@ -175,13 +147,8 @@ t.test('WhatsApp\'s certificate chain is enforced', async t => {
   })
 
   t.test('the trusted test root connects', async t => {
-    const server = await fakeWhatsApp(t)
-    const service = await startApp(t, { env: serviceEnv(server, {}) })
-    const events = recordEvents(t, service.app)
-    const { accountId, instanceToken } = await createTenant(service)
-    await seedSavedSession(service.app, accountId, 'sales', SAVED_JID)
-    t.equal((await call(service.url, 'POST', '/api/instance/reconnect/sales', { token: instanceToken })).status, 200)
-    await events.waitFor(e => e.state === 'connected')
+    const { service, instanceToken } = await connectedInstance(t, await fakeWhatsApp(t))
+    t.equal((await stateOf(service, instanceToken)).state, 'connected')
   })
 })
 
@@ -199,7 +166,7 @@ t.test('a closed WhatsApp port: 500 with the cause, within the dial timeout', as
 t.test('a server that accepts the WebSocket but never answers: 500 when the dial timeout passes', async t => {
   const server = await fakeWhatsApp(t)
   server.stall(true)
-  const service = await startApp(t, { env: { ...serviceEnv(server, {}), RECONNECT_DIAL_TIMEOUT_MS: '500' } })
+  const service = await startApp(t, { env: { ...whatsappEnv(server), RECONNECT_DIAL_TIMEOUT_MS: '500' } })
   const { accountId, instanceToken } = await createTenant(service)
   await seedSavedSession(service.app, accountId, 'sales', SAVED_JID)
   const reply = await call(service.url, 'POST', '/api/instance/reconnect/sales', { token: instanceToken })

@@ -1,5 +1,6 @@
 import type { Test } from 'tap'
 import WebSocket from 'ws'
+import { sightings } from './sightings.js'
 
 export interface StreamClient {
   socket: WebSocket
@@ -15,12 +16,8 @@ export async function openStream (t: Test, baseUrl: string, path: string, option
   const headers: Record<string, string> = { ...options.headers }
   if (options.token !== undefined) headers.token = options.token
   const socket = new WebSocket(baseUrl.replace(/^http/, 'ws') + path, { headers })
-  const frames: any[] = []
-  const wakers = new Set<() => void>()
-  socket.on('message', data => {
-    frames.push(JSON.parse(data.toString()))
-    for (const wake of wakers) wake()
-  })
+  const seen = sightings<any>(frame => frame.data === undefined ? JSON.stringify(frame) : `${String(frame.data.instance)}:${String(frame.data.state)}/${String(frame.data.detail)}#${String(frame.seq)}`)
+  socket.on('message', data => { seen.add(JSON.parse(data.toString())) })
   const closed = new Promise<{ code: number, reason: string }>(resolve => {
     socket.on('close', (code, reason) => { resolve({ code, reason: reason.toString() }) })
   })
@@ -36,23 +33,10 @@ export async function openStream (t: Test, baseUrl: string, path: string, option
   })
   return {
     socket,
-    frames,
+    frames: seen.items,
     send: (frame) => { socket.send(JSON.stringify(frame)) },
     closed,
-    async waitFor (match, { timeoutMs = 10_000, from = 0 } = {}) {
-      return await new Promise((resolve, reject) => {
-        const check = (): void => {
-          const found = frames.slice(from).find(match)
-          if (found === undefined) return
-          done()
-          resolve(found)
-        }
-        const timer = setTimeout(() => { done(); reject(new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(frames.slice(from).map(f => f.data === undefined ? f : `${String(f.data.instance)}:${String(f.data.state)}/${String(f.data.detail)}#${String(f.seq)}`))}`)) }, timeoutMs)
-        const done = (): void => { clearTimeout(timer); wakers.delete(check) }
-        wakers.add(check)
-        check()
-      })
-    }
+    waitFor: seen.waitFor
   }
 }
 
