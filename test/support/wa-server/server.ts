@@ -1,6 +1,6 @@
 // The fake WhatsApp server: accepts Baileys connections, decides logins/registrations, answers
 // iqs, plays the phone during pairing, and exposes the knobs tests use to misbehave.
-import { getBinaryNodeChild, proto, type BinaryNode } from '@whiskeysockets/baileys'
+import { proto, type BinaryNode } from '@whiskeysockets/baileys'
 import { randomBytes, randomInt } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
