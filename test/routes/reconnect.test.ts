@@ -1,16 +1,33 @@
 import t from 'tap'
 import { backends } from '../support/backends.js'
 import { call, createTenant, startApp } from '../support/app.js'
+import { recordEvents } from '../support/events.js'
 import { seedSavedSession } from '../support/sessions.js'
+import { fakeWhatsApp, SAVED_JID, trustLocalWhatsApp, whatsappEnv } from '../support/whatsapp.js'
+
+trustLocalWhatsApp(t)
 
 // The seed page's contract for POST /api/instance/reconnect/:instance, row by
 // row, byte for byte on status and error.message, on every store backend.
-// (The 200 row, which needs a WhatsApp server, is in test/routes/reconnect-live.test.ts.)
 
 const NO_SESSION = 'Instance has no saved session, call /connect first'
 
 for (const backend of await backends(t)) {
   t.test(`${backend.name} store`, async t => {
+    t.test('200 Reconnect initiated for a saved session, whatever the body; connected follows', async t => {
+      const server = await fakeWhatsApp(t)
+      const service = await startApp(t, { env: whatsappEnv(server, backend.env()) })
+      const events = recordEvents(t, service.app)
+      const { accountId, accountToken, instanceToken } = await createTenant(service)
+      await seedSavedSession(service.app, accountId, 'sales', SAVED_JID)
+      for (const [token, body] of [[instanceToken, {}], [accountToken, { headers: { 'content-type': 'application/json' }, rawBody: '{"oops' }]] as const) {
+        const reply = await call(service.url, 'POST', '/api/instance/reconnect/sales', { token, ...body })
+        t.equal(reply.status, 200)
+        t.same(reply.body, { success: true, message: 'Reconnect initiated', status: 'connecting' })
+      }
+      await events.waitFor(event => event.state === 'connected')
+    })
+
     t.test('400 when the instance was never connected, whatever the body', async t => {
       const service = await startApp(t, { env: backend.env() })
       const { instanceToken } = await createTenant(service)
