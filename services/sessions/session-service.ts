@@ -156,9 +156,13 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
     runtime.handle = handle
     runtime.lastFrameAt = Date.now()
     socket.ws.on('message', () => { runtime.lastFrameAt = Date.now() })
+    // Updates are handled one after another: rendering a QR is asynchronous, and
+    // a close arriving meanwhile must not be recorded before the QR it follows.
+    let updates = Promise.resolve()
     socket.ev.on('connection.update', (update) => {
-      if (runtime.handle?.socket !== socket) return
-      handleUpdate(runtime, socket, update).catch((error: unknown) => {
+      updates = updates.then(async () => {
+        if (runtime.handle?.socket === socket) await handleUpdate(runtime, socket, update)
+      }).catch((error: unknown) => {
         log.error({ err: error, instance: runtime.instance.name }, 'handling a connection update failed')
       })
     })
