@@ -165,7 +165,7 @@ t.test('a slow consumer is closed with 1013 and does not slow the others', async
 })
 
 t.test('a peer that stops answering pings is terminated; shutdown closes clients with 1001', async t => {
-  const service = await startApp(t, { env: { WS_PING_INTERVAL_MS: '200' } })
+  const service = await startApp(t, { env: { WS_PING_INTERVAL_MS: '1000' } })
   const { accountToken } = await createTenant(service)
   const silent = await openStream(t, service.url, '/ws', { token: accountToken })
   const healthy = await openStream(t, service.url, '/ws', { token: accountToken })
