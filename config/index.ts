@@ -30,7 +30,7 @@ export const ConfigSchema = Type.Object({
   WA_LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'warn' }),
   RECONNECT_BACKOFF_BASE_MS: Type.Integer({ minimum: 10, default: 1_000 }),
   RECONNECT_BACKOFF_MAX_MS: Type.Integer({ minimum: 10, default: 60_000 }),
-  RESUME_CONCURRENCY: Type.Integer({ minimum: 1, default: 10 }),
+  RESUME_CONCURRENCY: Type.Integer({ minimum: 1, default: 50 }),
   WS_PING_INTERVAL_MS: Type.Integer({ minimum: 100, default: 30_000 }),
   WS_MAX_BUFFERED_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576 }),
   WEBHOOK_ALLOW_PRIVATE: Type.Boolean({ default: false }),
