@@ -24,8 +24,10 @@ export default fp(async (app) => {
   })
 
   // @fastify/rate-limit sends seconds until the reset; the RyzeAPI contract is the reset's Unix time.
-  app.addHook('onSend', async (_request, reply) => {
+  // A callback hook, not an async one: it runs on every reply and an extra promise there is measurable.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     const secondsLeft = reply.getHeader(RESET_HEADER)
     if (secondsLeft !== undefined) reply.header(RESET_HEADER, Math.floor(Date.now() / 1000) + Number(secondsLeft))
+    done(null, payload)
   })
 }, { name: 'rate-limit', dependencies: ['config', 'redis', 'auth'] })

@@ -18,7 +18,12 @@ export class DomainError extends Error {
   readonly kind: DomainErrorKind
 
   constructor (kind: DomainErrorKind, message: string) {
+    // An expected outcome, not a bug: capturing a stack would cost more than
+    // answering a 401 or a 404, and nothing ever reads it.
+    const stackTraceLimit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super(message)
+    Error.stackTraceLimit = stackTraceLimit
     this.name = 'DomainError'
     this.kind = kind
   }

@@ -54,12 +54,21 @@ for i = 2 + count * 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
 return 1
 `
 
+// KEYS: the account's name index. ARGV: name, instance key prefix. One round trip instead of two
+// on the hottest read; the instance key is derived in the script, so this store is not for Redis Cluster.
+const FIND_INSTANCE = `
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then return {} end
+return redis.call('HGETALL', ARGV[2] .. id)
+`
+
 const CREDS_FIELD = 'creds'
 
 type ScriptedRedis = Redis & {
   waCreateInstance: (...args: Array<string | number>) => Promise<CreateInstanceResult>
   waUpdateInstance: (...args: Array<string | number>) => Promise<string[] | null>
   waWriteSession: (...args: Array<string | number>) => Promise<number>
+  waFindInstance: (namesKey: string, name: string, instancePrefix: string) => Promise<string[]>
 }
 
 export function createRedisStore (options: RedisStoreOptions): Store {
@@ -69,6 +78,7 @@ export function createRedisStore (options: RedisStoreOptions): Store {
     redis.defineCommand('waCreateInstance', { numberOfKeys: 4, lua: CREATE_INSTANCE })
     redis.defineCommand('waUpdateInstance', { numberOfKeys: 1, lua: UPDATE_INSTANCE })
     redis.defineCommand('waWriteSession', { numberOfKeys: 2, lua: WRITE_SESSION })
+    redis.defineCommand('waFindInstance', { numberOfKeys: 1, lua: FIND_INSTANCE })
   }
 
   const key = {
@@ -140,8 +150,7 @@ export function createRedisStore (options: RedisStoreOptions): Store {
     },
 
     async findInstanceByName (accountId, name) {
-      const id = await redis.hget(key.instanceNames(accountId), name)
-      return id === null ? null : decodeInstance(await redis.hgetall(key.instance(id)))
+      return decodeInstance(pairsToObject(await redis.waFindInstance(key.instanceNames(accountId), name, key.instance(''))))
     },
 
     async listInstances (accountId) {
