@@ -14,7 +14,7 @@ import { asTenant } from '../services/auth.js'
 const events: FastifyPluginAsyncTypebox = async (app) => {
   function stream (socket: WebSocket, request: FastifyRequest, names: string[] | null): void {
     const session = app.eventStream.open({
-      send: (text) => { socket.send(text) },
+      send: (frame) => { socket.send(frame, { binary: false }) },
       bufferedAmount: () => socket.bufferedAmount,
       close: (code, reason) => { socket.close(code, reason) }
     }, asTenant(request.caller), names)

@@ -7,7 +7,8 @@ import { DomainError } from './errors.js'
 
 /** What the stream needs from one connected client (a WebSocket, in plugins/websocket.ts). */
 export interface StreamPeer {
-  send: (text: string) => void
+  /** One UTF-8 JSON text frame; the same buffer goes to every client, encoded once. */
+  send: (frame: Buffer) => void
   /** Bytes queued for the client and not yet written to the network. */
   bufferedAmount: () => number
   close: (code: number, reason: string) => void
@@ -63,19 +64,21 @@ export function createEventStream ({ bus, store, auth, baseUrl, maxBufferedBytes
     return session.included === null || session.included.has(event.instance)
   }
 
-  function send (session: Session, text: string): void {
+  function send (session: Session, frame: Buffer): void {
     if (!session.open) return
     if (session.peer.bufferedAmount() > maxBufferedBytes) {
       close(session, SLOW_CONSUMER, `Slow consumer: more than ${maxBufferedBytes} bytes waiting`)
       return
     }
-    session.peer.send(text)
+    session.peer.send(frame)
   }
 
-  function deliver (session: Session, event: InstanceStateEvent, text: string): void {
+  const encode = (value: object): Buffer => Buffer.from(JSON.stringify(value))
+
+  function deliver (session: Session, event: InstanceStateEvent, frame: Buffer): void {
     if ((session.sentSeq.get(event.instanceId) ?? 0) >= event.seq) return
     session.sentSeq.set(event.instanceId, event.seq)
-    send(session, text)
+    send(session, frame)
   }
 
   function close (session: Session, code: number, reason: string): void {
@@ -94,15 +97,15 @@ export function createEventStream ({ bus, store, auth, baseUrl, maxBufferedBytes
   const unsubscribe = bus.subscribe(event => {
     const sessions = sessionsByAccount.get(event.accountId)
     if (sessions === undefined) return
-    let text: string | undefined
+    let frame: Buffer | undefined
     for (const session of sessions) {
       if (!visible(session, event)) continue
       if (session.pending !== null) {
         session.pending.push(event)
         continue
       }
-      text ??= JSON.stringify(toEnvelope(event, baseUrl))
-      deliver(session, event, text)
+      frame ??= encode(toEnvelope(event, baseUrl))
+      deliver(session, event, frame)
     }
   })
 
@@ -140,12 +143,12 @@ export function createEventStream ({ bus, store, auth, baseUrl, maxBufferedBytes
       const snapshot = snapshotOf(instance)
       if ((session.sentSeq.get(instance.id) ?? -1) >= snapshot.seq) continue
       session.sentSeq.set(instance.id, snapshot.seq)
-      send(session, JSON.stringify(toEnvelope(snapshot, baseUrl)))
+      send(session, encode(toEnvelope(snapshot, baseUrl)))
     }
   }
 
   function reply (session: Session, frame: object): void {
-    send(session, JSON.stringify(frame))
+    send(session, encode(frame))
   }
 
   async function handleFrame (session: Session, text: string): Promise<void> {
@@ -206,7 +209,7 @@ export function createEventStream ({ bus, store, auth, baseUrl, maxBufferedBytes
         const pending = session.pending ?? []
         session.pending = null
         for (const event of pending) {
-          if (visible(session, event)) deliver(session, event, JSON.stringify(toEnvelope(event, baseUrl)))
+          if (visible(session, event)) deliver(session, event, encode(toEnvelope(event, baseUrl)))
         }
       }).catch(() => { close(session, 1011, 'Could not read the current state') })
 
