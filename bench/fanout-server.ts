@@ -1,0 +1,153 @@
+/**
+ * The service side of bench/fanout.ts: the real app (buildApp, as server.ts
+ * builds it), listening on 127.0.0.1, in its own process. The parent drives it
+ * over IPC:
+ *
+ * - `emit`: stamps the wall clock and calls the real recorder,
+ *   `app.recordState(instance, { detail: 'bench_<seq>', … })`, then reports
+ *   when it was called, when the recorder reached `bus.publish()` (after the
+ *   store update) and when it returned;
+ * - a bus listener registered after the event stream's reports (`fanned`) when
+ *   the stream's fan-out loop for a bench event is over: on one bus, listeners
+ *   run in registration order, one after another;
+ * - `profile-start` / `profile-stop`: the V8 CPU profiler (the one behind
+ *   `--cpu-prof`), started and stopped around the measured events only, the
+ *   profile written as a .cpuprofile file.
+ */
+import { randomUUID } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../app.js'
+import { loadConfig } from '../config/index.js'
+import type { ConnectionState } from '../stores/store.js'
+import { DETAIL_PREFIX, FANOUT_ENV, openFilesLimit, type ServerReply, type ServerRequest, wallNow } from './fanout-protocol.js'
+
+function send (message: ServerReply): void {
+  if (process.send !== undefined) process.send(message)
+}
+
+async function start (): Promise<{ app: FastifyInstance, dataDir: string, url: string }> {
+  const adminToken = process.env[FANOUT_ENV.adminToken]
+  if (adminToken === undefined) throw new Error(`${FANOUT_ENV.adminToken} is not set`)
+  const dataDir = await mkdtemp(join(tmpdir(), 'wa-bench-fanout-'))
+  const config = loadConfig({
+    LOG_LEVEL: process.env[FANOUT_ENV.logLevel] ?? 'warn',
+    ADMIN_TOKEN: adminToken,
+    DATA_DIR: dataDir,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    // Nothing in a benchmark may try to reach the real WhatsApp.
+    WA_WS_URL: 'ws://127.0.0.1:1/ws/chat',
+    // Every WebSocket upgrade counts against the caller's token: the limit stays on, out of reach.
+    RATE_LIMIT_MAX: '1000000000',
+    REDIS_URL: process.env[FANOUT_ENV.redisUrl],
+    // A fresh namespace per run (shared by its replicas), so a run never sees an earlier run's keys.
+    REDIS_PREFIX: process.env[FANOUT_ENV.redisPrefix] ?? `bench:fanout:${randomUUID()}:`
+  })
+  const app = await buildApp({ config })
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  return { app, dataDir, url }
+}
+
+async function main (): Promise<void> {
+  let running: Awaited<ReturnType<typeof start>>
+  try {
+    running = await start()
+  } catch (error) {
+    send({ type: 'failed', message: error instanceof Error ? error.stack ?? error.message : String(error) })
+    process.exitCode = 1
+    process.disconnect?.()
+    return
+  }
+  const { app, dataDir, url } = running
+
+  // When the recorder reaches bus.publish(): the store update (and webhook dispatch) are done.
+  let publishedAt = 0
+  const bus = app.bus
+  const publish = bus.publish.bind(bus)
+  bus.publish = async (event) => {
+    publishedAt = wallNow()
+    await publish(event)
+  }
+  // Registered after the event stream's listener, so it runs right after the stream's fan-out loop.
+  const unsubscribe = bus.subscribe(event => {
+    if (!event.detail.startsWith(DETAIL_PREFIX)) return
+    send({ type: 'fanned', seq: Number(event.detail.slice(DETAIL_PREFIX.length)), at: wallNow() })
+  })
+
+  let target: { id: string, accountId: string, name: string } | null = null
+  const states: ConnectionState[] = ['connecting', 'disconnected']
+  let profiler: Session | null = null
+
+  let stopping = false
+  const stop = async (): Promise<void> => {
+    if (stopping) return
+    stopping = true
+    unsubscribe()
+    try {
+      await app.close()
+    } finally {
+      await rm(dataDir, { recursive: true, force: true })
+      process.disconnect?.()
+    }
+  }
+
+  process.on('message', (message: ServerRequest) => {
+    void (async () => {
+      switch (message.type) {
+        case 'clock':
+          send({ type: 'clock', id: message.id, now: wallNow() })
+          break
+        case 'target': {
+          const instance = await app.store.findInstanceByName(message.accountId, message.name)
+          if (instance === null) throw new Error(`no instance ${message.name} in account ${message.accountId}`)
+          target = { id: instance.id, accountId: instance.accountId, name: instance.name }
+          send({ type: 'target', instanceId: instance.id })
+          break
+        }
+        case 'emit': {
+          if (target === null) throw new Error('emit before target')
+          const state = states[message.seq % 2] as ConnectionState
+          const previousState = states[(message.seq + 1) % 2] as ConnectionState
+          const calledAt = wallNow()
+          await app.recordState(target, { state, previousState, detail: `${DETAIL_PREFIX}${message.seq}`, statusCode: null, numberJid: null })
+          const returnedAt = wallNow()
+          send({ type: 'emitted', seq: message.seq, calledAt, publishedAt, returnedAt })
+          break
+        }
+        case 'count':
+          send({ type: 'count', sockets: app.websocketServer.clients.size })
+          break
+        case 'profile-start':
+          profiler = new Session()
+          profiler.connect()
+          await profiler.post('Profiler.enable')
+          await profiler.post('Profiler.setSamplingInterval', { interval: message.intervalUs })
+          await profiler.post('Profiler.start')
+          break
+        case 'profile-stop': {
+          if (profiler === null) throw new Error('profile-stop before profile-start')
+          const { profile } = await profiler.post('Profiler.stop')
+          profiler.disconnect()
+          profiler = null
+          await writeFile(message.path, JSON.stringify(profile))
+          send({ type: 'profile-stopped', path: message.path })
+          break
+        }
+        case 'stop':
+          await stop()
+          break
+      }
+    })().catch((error: unknown) => {
+      send({ type: 'failed', message: error instanceof Error ? error.stack ?? error.message : String(error) })
+    })
+  })
+  process.on('disconnect', () => { void stop() })
+
+  send({ type: 'ready', url, store: app.store.kind, bus: app.bus.kind, openFiles: openFilesLimit() })
+}
+
+await main()
