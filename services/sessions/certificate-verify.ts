@@ -11,6 +11,15 @@ const libsignalCurve = createRequire(import.meta.url)('libsignal/src/curve.js') 
 const SIGNAL_KEY_TYPE = Buffer.from([5])
 
 /**
+ * Signatures already found valid. Verifying one costs ~7 ms of pure-JS CPU and
+ * WhatsApp presents the same chain on every connection; the answer for the
+ * same key, message and signature never changes, so it is remembered (only
+ * successes, and only a few).
+ */
+const verified = new Set<string>()
+const VERIFIED_LIMIT = 64
+
+/**
  * Baileys 7.0.0-rc14 accepts any signature on WhatsApp's noise certificate
  * chain: its Curve.verify only catches exceptions, but libsignal reports a bad
  * signature by returning false. This replaces Curve.verify (a mutable export,
@@ -19,11 +28,19 @@ const SIGNAL_KEY_TYPE = Buffer.from([5])
  */
 export function installStrictCertificateVerify (): void {
   Curve.verify = (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean => {
+    const id = Buffer.concat([publicKey, signature, message]).toString('base64')
+    if (verified.has(id)) return true
+    let valid: boolean
     try {
       const key = publicKey.length === 33 ? publicKey : Buffer.concat([SIGNAL_KEY_TYPE, publicKey])
-      return libsignalCurve.verifySignature(key, message, signature) === true
+      valid = libsignalCurve.verifySignature(key, message, signature) === true
     } catch {
-      return false
+      valid = false
     }
+    if (valid) {
+      if (verified.size >= VERIFIED_LIMIT) verified.clear()
+      verified.add(id)
+    }
+    return valid
   }
 }

@@ -307,8 +307,8 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
         }
         throw errors.reconnectFailed(reason)
       }
+      // The instance becomes desired-online with its `connected` transition.
       if (runtime.awaited === socket) runtime.awaited = null
-      await store.updateInstance(instance.id, { desired: 'online' })
     })()
     // Set before the attempt's first await resolves, so concurrent calls join it.
     runtime.attempt = attempt
