@@ -61,8 +61,14 @@ export default fp(async (app) => {
     if (request.caller !== null) request.callerKey = tokenHash
   })
 
-  app.addHook('preParsing', async (request) => {
+  // A callback hook: it runs on every request and needs no promise.
+  app.addHook('preParsing', (request, _reply, payload, done) => {
     const policy = request.routeOptions.config.auth
-    if (policy !== undefined) auth.authorize(request.caller, policy)
+    try {
+      if (policy !== undefined) auth.authorize(request.caller, policy)
+      done(null, payload)
+    } catch (error) {
+      done(error as Error)
+    }
   })
 }, { name: 'auth', dependencies: ['config', 'store'] })

@@ -29,6 +29,15 @@ export function errorResponses (...extra: ErrorStatus[]): Record<number, typeof 
   return Object.fromEntries([...statuses].map(status => [status, Type.Object(ErrorEnvelope.properties, { description: statusOf[status] })]))
 }
 
+/*
+ * Nullable values as JSON Schema type arrays rather than anyOf unions: the
+ * response serializer (fast-json-stringify) writes a type array directly but
+ * validates every anyOf branch for every value, which is measurable on `list`.
+ */
+export const NullableString = Type.Unsafe<string | null>({ type: ['string', 'null'] })
+export const NullableInteger = Type.Unsafe<number | null>({ type: ['integer', 'null'] })
+export const NullableProxyProtocol = Type.Unsafe<'http' | 'https' | 'socks5' | null>({ type: ['string', 'null'], enum: ['http', 'https', 'socks5', null] })
+
 export const InstanceParams = Type.Object({
   instance: Type.String({ minLength: 1, maxLength: 64 })
 })

@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox'
+import { NullableInteger, NullableProxyProtocol, NullableString } from './common.js'
 
 export const INSTANCE_NAME_PATTERN = '^[A-Za-z0-9_.-]{1,64}$'
 
@@ -50,10 +51,10 @@ export type ProxyInput = Static<typeof ProxyBody>
 /** A proxy as the API shows it: never the password. */
 export const ProxyView = Type.Object({
   enabled: Type.Boolean(),
-  protocol: Type.Union([ProxyProtocol, Type.Null()]),
-  host: Type.Union([Type.String(), Type.Null()]),
-  port: Type.Union([Type.Integer(), Type.Null()]),
-  username: Type.Union([Type.String(), Type.Null()]),
+  protocol: NullableProxyProtocol,
+  host: NullableString,
+  port: NullableInteger,
+  username: NullableString,
   hasPassword: Type.Boolean()
 })
 export type ProxyViewType = Static<typeof ProxyView>
@@ -72,7 +73,6 @@ export const WebhookSummary = Type.Object({
   events: Type.Array(Type.String())
 })
 
-const NullableString = Type.Union([Type.String(), Type.Null()])
 
 export const InstanceView = Type.Object({
   name: Type.String(),
@@ -89,9 +89,9 @@ export const InstanceView = Type.Object({
   }),
   proxy: Type.Object({
     enabled: Type.Boolean(),
-    protocol: Type.Union([ProxyProtocol, Type.Null()]),
+    protocol: NullableProxyProtocol,
     host: NullableString,
-    port: Type.Union([Type.Integer(), Type.Null()])
+    port: NullableInteger
   }),
   webhooks: Type.Array(WebhookSummary),
   createdAt: Type.String(),

@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox'
+import { NullableString } from './common.js'
 
 export const WEBHOOK_LABEL_PATTERN = '^[A-Za-z0-9_-]{1,32}$'
 
@@ -48,7 +49,7 @@ export const DeadLettersReply = Type.Object({
     label: Type.String(),
     url: Type.String(),
     attempts: Type.Integer(),
-    lastError: Type.Union([Type.String(), Type.Null()]),
+    lastError: NullableString,
     failedAt: Type.String(),
     event: Type.Unknown()
   }))
