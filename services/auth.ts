@@ -38,13 +38,28 @@ export interface AuthService {
   assertInstanceScope: (caller: TenantCaller, instanceName: string) => void
 }
 
+/** Account tokens remembered in process; bounded, and cleared whole when full. */
+const ACCOUNT_CACHE_LIMIT = 10_000
+
 export function createAuthService ({ store, adminToken }: { store: Store, adminToken: string }): AuthService {
   const adminHash = Buffer.from(hashToken(adminToken), 'hex')
+  // An account token never changes owner and cannot be revoked (there is no
+  // account deletion), so it is safe to remember: this saves a store round trip
+  // on most calls. Instance tokens die with their instance, on any replica, so
+  // they are always looked up. Revoking accounts would have to clear this.
+  const accounts = new Map<string, Caller>()
 
   return {
     async identify (tokenHash) {
       if (timingSafeEqual(Buffer.from(tokenHash, 'hex'), adminHash)) return { kind: 'admin' }
-      return await store.findTokenOwner(tokenHash)
+      const remembered = accounts.get(tokenHash)
+      if (remembered !== undefined) return remembered
+      const owner = await store.findTokenOwner(tokenHash)
+      if (owner?.kind === 'account') {
+        if (accounts.size >= ACCOUNT_CACHE_LIMIT) accounts.clear()
+        accounts.set(tokenHash, owner)
+      }
+      return owner
     },
 
     authorize (caller, policy) {
