@@ -47,11 +47,11 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
+import { mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { envInt, freePort, machineBusyMs, processCpuMs, writeResultsSection } from './common.js'
 import { formatSummary, summarizeProfile } from './fanout-profile.js'
 import { type ClientsReply, type ClientsRequest, type ClockReply, type ClockRequest, FANOUT_ENV, openFilesLimit, type ServerReply, type ServerRequest, wallNow } from './fanout-protocol.js'
 
@@ -68,14 +68,6 @@ const TARGET_SUBSCRIBERS = 10_000
 const NOISE_LIMIT_PERCENT = 10
 /** File descriptors each child needs beyond one per WebSocket. */
 const SPARE_FILES = 1024
-
-function envInt (name: string, fallback: number, minimum: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value < minimum) throw new Error(`${name} must be an integer >= ${minimum}, got ${raw}`)
-  return value
-}
 
 function envList (name: string, fallback: string): string[] {
   return (process.env[name] ?? fallback).split(',').map(item => item.trim()).filter(item => item !== '')
@@ -112,43 +104,6 @@ const sleep = async (ms: number): Promise<void> => { await new Promise(resolveSl
 
 // ---------------------------------------------------------------- machine
 
-/** Clock ticks per second of /proc's CPU counters. */
-const CLOCK_TICKS = (() => {
-  const probe = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })
-  const value = Number(probe.stdout?.trim())
-  return probe.status === 0 && Number.isFinite(value) && value > 0 ? value : 100
-})()
-
-/** CPU time of a process in ms, from /proc (Linux); null elsewhere. */
-function procCpuMs (pid: number | undefined): number | null {
-  if (pid === undefined) return null
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // After the command name (which may hold spaces): utime and stime are fields 14 and 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS * 1000
-  } catch {
-    return null
-  }
-}
-
-/** CPU time every core of the machine spent busy, in ms, from /proc/stat (Linux); null elsewhere. */
-function machineBusyMs (): number | null {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
-    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
-    const busy = [user, nice, system, irq, softirq, steal].reduce<number>((sum, value) => sum + (value ?? 0), 0)
-    return Number.isFinite(busy) ? busy / CLOCK_TICKS * 1000 : null
-  } catch {
-    return null
-  }
-}
-
-/**
- * Waits (up to BENCH_QUIET_WAIT s) until the machine is nearly idle, sampled
- * over 1 s: our own processes are idle between cases (only this check runs),
- * so whatever is busy then is someone else. Returns the last busy share.
- */
 async function waitForQuiet (): Promise<number | null> {
   if (machineBusyMs() === null) return null
   const deadline = Date.now() + settings.quietWait * 1000
@@ -184,17 +139,6 @@ function machineLine (redisVersion: string | null): string {
 // ---------------------------------------------------------------- processes
 
 const children = new Set<ChildProcess>()
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => { resolvePort(typeof address === 'object' && address !== null ? address.port : 0) })
-    })
-  })
-}
 
 interface RedisServer { url: string, version: string, pid: number | undefined, stop: () => Promise<void> }
 
@@ -434,7 +378,7 @@ async function runCase (mode: Mode, servers: ServerChild[], redis: RedisServer |
   // The first replica records the events; with several (Redis), every replica fans out to its own clients.
   const server = servers[0] as ServerChild
   const serviceCpuMs = (): number | null => {
-    const values = servers.map(replica => procCpuMs(replica.pid))
+    const values = servers.map(replica => processCpuMs(replica.pid))
     return values.some(value => value === null) ? null : values.reduce<number>((sum, value) => sum + (value as number), 0)
   }
   const label = caseLabel(mode, servers.length, subscribers)
@@ -492,7 +436,7 @@ async function runCase (mode: Mode, servers: ServerChild[], redis: RedisServer |
       if (seq === settings.warmup) {
         for (const replica of profilePaths.length > 0 ? servers : []) replica.send({ type: 'profile-start', intervalUs: 100 })
         const usage = process.cpuUsage()
-        cpuBefore = { service: serviceCpuMs(), clients: procCpuMs(clients.pid), redis: procCpuMs(redis?.pid), machine: machineBusyMs(), parent: (usage.user + usage.system) / 1000, wall: performance.now() }
+        cpuBefore = { service: serviceCpuMs(), clients: processCpuMs(clients.pid), redis: processCpuMs(redis?.pid), machine: machineBusyMs(), parent: (usage.user + usage.system) / 1000, wall: performance.now() }
       }
       const startedAt = performance.now()
       server.send({ type: 'emit', seq })
@@ -510,7 +454,7 @@ async function runCase (mode: Mode, servers: ServerChild[], redis: RedisServer |
       await sleep(Math.max(settings.intervalMs - elapsed, settings.gapMs))
     }
     const usage = process.cpuUsage()
-    const cpuAfter = { service: serviceCpuMs(), clients: procCpuMs(clients.pid), redis: procCpuMs(redis?.pid), machine: machineBusyMs(), parent: (usage.user + usage.system) / 1000, wall: performance.now() }
+    const cpuAfter = { service: serviceCpuMs(), clients: processCpuMs(clients.pid), redis: processCpuMs(redis?.pid), machine: machineBusyMs(), parent: (usage.user + usage.system) / 1000, wall: performance.now() }
     for (const replica of servers) replica.onMessage = null
     for (const [index, path] of profilePaths.entries()) {
       const replica = servers[index] as ServerChild
@@ -757,25 +701,8 @@ function render (results: CaseResult[], startedAt: Date, redisVersion: string | 
   return lines.join('\n')
 }
 
-/** Replaces only this benchmark's section of RESULTS.md (re-read right before writing). */
 async function writeResults (section: string): Promise<void> {
-  let current = ''
-  try {
-    current = await readFile(settings.resultsPath, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-  }
-  let next: string
-  const start = current.indexOf(START_MARKER)
-  const end = current.indexOf(END_MARKER)
-  if (start !== -1 && end > start) {
-    next = current.slice(0, start) + section + current.slice(end + END_MARKER.length)
-  } else if (current.trim() === '') {
-    next = `# Benchmarks\n\n${section}\n`
-  } else {
-    next = `${current.replace(/\s*$/, '')}\n\n${section}\n`
-  }
-  await writeFile(settings.resultsPath, next)
+  await writeResultsSection(settings.resultsPath, 'fanout', section)
 }
 
 // ---------------------------------------------------------------- main

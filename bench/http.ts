@@ -32,13 +32,11 @@
  */
 import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { readFile, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { createServer } from 'node:net'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { envInt, freePort, machineBusyMs, processCpuMs, writeResultsSection } from './common.js'
 import autocannon from 'autocannon'
 import { isChildMessage, type ParentMessage, type ServerMode, SERVER_ENV } from './protocol.js'
 
@@ -50,14 +48,6 @@ const NO_SESSION_MESSAGE = 'Instance has no saved session, call /connect first'
 const START_MARKER = '<!-- bench:http:start -->'
 const END_MARKER = '<!-- bench:http:end -->'
 const RATE_LIMIT_MAX = '100000000'
-
-function envInt (name: string, fallback: number, minimum: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value < minimum) throw new Error(`${name} must be an integer >= ${minimum}, got ${raw}`)
-  return value
-}
 
 const settings = {
   duration: envInt('BENCH_DURATION', 10, 1),
@@ -131,50 +121,11 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => { killAll(); process.exit(130) })
 }
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => { resolvePort(typeof address === 'object' && address !== null ? address.port : 0) })
-    })
-  })
-}
-
 interface RedisServer { url: string, version: string, cpu: () => number | null, stop: () => Promise<void> }
 
-/** Clock ticks per second of /proc's CPU counters. */
-const CLOCK_TICKS = (() => {
-  const probe = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })
-  const value = Number(probe.stdout?.trim())
-  return probe.status === 0 && Number.isFinite(value) && value > 0 ? value : 100
-})()
-
-/** CPU time of a process in µs, from /proc (Linux); null elsewhere. */
-function procCpu (pid: number | undefined): number | null {
-  if (pid === undefined) return null
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // Fields after the command name (which may hold spaces), from field 3 on: utime and stime are fields 14 and 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS * 1e6
-  } catch {
-    return null
-  }
-}
-
-/** CPU time every core of the machine spent busy, in µs, from /proc/stat (Linux); null elsewhere. */
-function machineBusyCpu (): number | null {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
-    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
-    const busy = [user, nice, system, irq, softirq, steal].reduce<number>((sum, value) => sum + (value ?? 0), 0)
-    return Number.isFinite(busy) ? busy / CLOCK_TICKS * 1e6 : null
-  } catch {
-    return null
-  }
-}
+/** The CPU counters in µs, the unit of this benchmark's per-request figures. */
+const procCpuUs = (pid: number | undefined): number | null => { const ms = processCpuMs(pid); return ms === null ? null : ms * 1000 }
+const machineBusyUs = (): number | null => { const ms = machineBusyMs(); return ms === null ? null : ms * 1000 }
 
 async function startRedis (): Promise<RedisServer> {
   const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
@@ -201,7 +152,7 @@ async function startRedis (): Promise<RedisServer> {
   return {
     url: `redis://127.0.0.1:${port}`,
     version,
-    cpu: () => procCpu(child.pid),
+    cpu: () => procCpuUs(child.pid),
     stop: async () => { await stopChild(child, 'SIGTERM') }
   }
 }
@@ -328,7 +279,7 @@ async function snapshot (server: ServerProcess, redis: RedisServer | null): Prom
     server: await server.cpu(),
     self: self.user + self.system,
     redis: redis === null ? null : redis.cpu(),
-    machine: machineBusyCpu()
+    machine: machineBusyUs()
   }
 }
 
@@ -338,14 +289,14 @@ async function snapshot (server: ServerProcess, redis: RedisServer | null): Prom
  * processes are idle between cases, so whatever is busy then is someone else.
  */
 async function waitForQuiet (): Promise<void> {
-  if (machineBusyCpu() === null) return
+  if (machineBusyUs() === null) return
   const deadline = Date.now() + settings.quietWait * 1000
   let announced = false
   while (Date.now() < deadline) {
-    const before = machineBusyCpu() ?? 0
+    const before = machineBusyUs() ?? 0
     const started = performance.now()
     await new Promise(resolveSleep => setTimeout(resolveSleep, 1000))
-    const busy = ((machineBusyCpu() ?? 0) - before) / ((performance.now() - started) * 1000 * os.cpus().length) * 100
+    const busy = ((machineBusyUs() ?? 0) - before) / ((performance.now() - started) * 1000 * os.cpus().length) * 100
     if (busy < NOISE_LIMIT_PERCENT) return
     if (!announced) process.stdout.write(`(machine busy ${busy.toFixed(0)} %, waiting up to ${settings.quietWait} s) `)
     announced = true
@@ -580,18 +531,7 @@ function noisyCases (outcomes: Outcome[]): string[] {
 }
 
 async function writeResults (text: string): Promise<void> {
-  let existing: string | null = null
-  try { existing = await readFile(settings.resultsPath, 'utf8') } catch { /* first run */ }
-  let next: string
-  if (existing === null) {
-    next = `# Benchmark results\n\n${text}\n`
-  } else {
-    const start = existing.indexOf(START_MARKER)
-    const end = existing.indexOf(END_MARKER, start)
-    if (start !== -1 && end !== -1) next = existing.slice(0, start) + text + existing.slice(end + END_MARKER.length)
-    else next = `${existing.replace(/\s*$/, '')}\n\n${text}\n`
-  }
-  await writeFile(settings.resultsPath, next)
+  await writeResultsSection(settings.resultsPath, 'http', text)
 }
 
 // ---------------------------------------------------------------- main

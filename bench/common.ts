@@ -1,0 +1,80 @@
+// Helpers every benchmark script shares: settings from the environment, free
+// ports, CPU accounting from /proc, and writing one section of RESULTS.md.
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { readFile, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+
+export function envInt (name: string, fallback: number, minimum: number): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < minimum) throw new Error(`${name} must be an integer >= ${minimum}, got ${raw}`)
+  return value
+}
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolvePort, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => { resolvePort(typeof address === 'object' && address !== null ? address.port : 0) })
+    })
+  })
+}
+
+/** Clock ticks per second of /proc's CPU counters. */
+const CLOCK_TICKS = (() => {
+  const probe = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })
+  const value = Number(probe.stdout?.trim())
+  return probe.status === 0 && Number.isFinite(value) && value > 0 ? value : 100
+})()
+
+/** CPU time of a process in ms, from /proc (Linux); null elsewhere. */
+export function processCpuMs (pid: number | undefined): number | null {
+  if (pid === undefined) return null
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // After the command name (which may hold spaces): utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS * 1000
+  } catch {
+    return null
+  }
+}
+
+/** CPU time every core of the machine spent busy, in ms, from /proc/stat (Linux); null elsewhere. */
+export function machineBusyMs (): number | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
+    const busy = [user, nice, system, irq, softirq, steal].reduce<number>((sum, value) => sum + (value ?? 0), 0)
+    return Number.isFinite(busy) ? busy / CLOCK_TICKS * 1000 : null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Replaces the section between `<!-- bench:NAME:start -->` and
+ * `<!-- bench:NAME:end -->` of a results file (re-read right before writing,
+ * so benchmarks run one after another keep each other's sections).
+ */
+export async function writeResultsSection (path: string, name: string, section: string): Promise<void> {
+  const startMarker = `<!-- bench:${name}:start -->`
+  const endMarker = `<!-- bench:${name}:end -->`
+  let current = ''
+  try {
+    current = await readFile(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+  const start = current.indexOf(startMarker)
+  const end = current.indexOf(endMarker, start)
+  let next: string
+  if (start !== -1 && end !== -1) next = current.slice(0, start) + section + current.slice(end + endMarker.length)
+  else if (current.trim() === '') next = `# Benchmark results\n\n${section}\n`
+  else next = `${current.replace(/\s*$/, '')}\n\n${section}\n`
+  await writeFile(path, next)
+}
