@@ -1,6 +1,6 @@
 // Helpers every benchmark script shares: settings from the environment, free
 // ports, CPU accounting from /proc, and writing one section of RESULTS.md.
-import { spawnSync } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
@@ -77,4 +77,29 @@ export async function writeResultsSection (path: string, name: string, section: 
   else if (current.trim() === '') next = `# Benchmark results\n\n${section}\n`
   else next = `${current.replace(/\s*$/, '')}\n\n${section}\n`
   await writeFile(path, next)
+}
+
+/** A private redis-server on a free port, ready to serve; the caller owns (and stops) the child. */
+export async function spawnRedisServer (missingHint: string): Promise<{ url: string, version: string, child: ChildProcess }> {
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
+  if (probe.status !== 0) throw new Error(`redis-server is not installed (${missingHint})`)
+  const version = /v=(\S+)/.exec(probe.stdout)?.[1] ?? probe.stdout.trim()
+  const port = await freePort()
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  await new Promise<void>((resolveReady, reject) => {
+    let output = ''
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString()
+      if (output.includes('Ready to accept connections')) {
+        child.stdout?.off('data', onData)
+        child.off('exit', onExit)
+        child.stdout?.resume()
+        resolveReady()
+      }
+    }
+    const onExit = (code: number | null): void => { reject(new Error(`redis-server exited with ${String(code)}: ${output}`)) }
+    child.stdout?.on('data', onData)
+    child.once('exit', onExit)
+  })
+  return { url: `redis://127.0.0.1:${port}`, version, child }
 }

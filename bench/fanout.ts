@@ -44,14 +44,14 @@
  * The exit code is 1 when the 10,000-subscriber target is missed or a case
  * lost a client or an event.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { envInt, freePort, machineBusyMs, processCpuMs, writeResultsSection } from './common.js'
+import { envInt, machineBusyMs, processCpuMs, spawnRedisServer, writeResultsSection } from './common.js'
 import { formatSummary, summarizeProfile } from './fanout-profile.js'
 import { type ClientsReply, type ClientsRequest, type ClockReply, type ClockRequest, FANOUT_ENV, openFilesLimit, type ServerReply, type ServerRequest, wallNow } from './fanout-protocol.js'
 
@@ -143,29 +143,10 @@ const children = new Set<ChildProcess>()
 interface RedisServer { url: string, version: string, pid: number | undefined, stop: () => Promise<void> }
 
 async function startRedis (): Promise<RedisServer> {
-  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
-  if (probe.status !== 0) throw new Error('redis-server is not installed (BENCH_FANOUT_MODES=embedded skips the Redis cases)')
-  const version = /v=(\S+)/.exec(probe.stdout)?.[1] ?? probe.stdout.trim()
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const { url, version, child } = await spawnRedisServer('BENCH_FANOUT_MODES=embedded skips the Redis cases')
   children.add(child)
-  await new Promise<void>((resolveReady, reject) => {
-    let output = ''
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString()
-      if (output.includes('Ready to accept connections')) {
-        child.stdout?.off('data', onData)
-        child.off('exit', onExit)
-        child.stdout?.resume()
-        resolveReady()
-      }
-    }
-    const onExit = (code: number | null): void => { reject(new Error(`redis-server exited with ${String(code)}: ${output}`)) }
-    child.stdout?.on('data', onData)
-    child.once('exit', onExit)
-  })
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url,
     version,
     pid: child.pid,
     stop: async () => {

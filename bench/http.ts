@@ -30,13 +30,13 @@
  * The exit code is 1 when a target is missed or a case answered something other
  * than its expected status (or had connection errors).
  */
-import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { envInt, freePort, machineBusyMs, processCpuMs, writeResultsSection } from './common.js'
+import { envInt, machineBusyMs, processCpuMs, spawnRedisServer, writeResultsSection } from './common.js'
 import autocannon from 'autocannon'
 import { isChildMessage, type ParentMessage, type ServerMode, SERVER_ENV } from './protocol.js'
 
@@ -128,29 +128,10 @@ const procCpuUs = (pid: number | undefined): number | null => { const ms = proce
 const machineBusyUs = (): number | null => { const ms = machineBusyMs(); return ms === null ? null : ms * 1000 }
 
 async function startRedis (): Promise<RedisServer> {
-  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
-  if (probe.status !== 0) throw new Error('redis-server is not installed (set BENCH_NO_REDIS=1 to skip the Redis cases)')
-  const version = /v=(\S+)/.exec(probe.stdout)?.[1] ?? probe.stdout.trim()
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const { url, version, child } = await spawnRedisServer('set BENCH_NO_REDIS=1 to skip the Redis cases')
   children.add(child)
-  await new Promise<void>((resolveReady, reject) => {
-    let output = ''
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString()
-      if (output.includes('Ready to accept connections')) {
-        child.stdout?.off('data', onData)
-        child.off('exit', onExit)
-        child.stdout?.resume()
-        resolveReady()
-      }
-    }
-    const onExit = (code: number | null): void => { reject(new Error(`redis-server exited with ${String(code)}: ${output}`)) }
-    child.stdout?.on('data', onData)
-    child.once('exit', onExit)
-  })
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url,
     version,
     cpu: () => procCpuUs(child.pid),
     stop: async () => { await stopChild(child, 'SIGTERM') }
