@@ -23,16 +23,7 @@ export interface InstanceStateEvent {
 
 export interface InstanceStateEnvelope {
   event: 'instance.state'
-  data: {
-    instance: string
-    state: ConnectionState
-    previousState: ConnectionState | null
-    detail: string
-    statusCode: number | null
-    at: string
-    qrCode?: string
-    qrCodeBase64?: string
-  }
+  data: Pick<InstanceStateEvent, 'instance' | 'state' | 'previousState' | 'detail' | 'statusCode' | 'at' | 'qrCode' | 'qrCodeBase64'>
   instanceData: { baseUrl: string, instance: string }
   id: string
   seq: number

@@ -1,8 +1,7 @@
-import { join } from 'node:path'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { type AuthPolicy, type AuthService, type Caller, createAuthService } from '../services/auth.js'
-import { loadOrCreateSecret } from '../services/local-secrets.js'
+import { configuredOrLocalSecret } from '../services/local-secrets.js'
 import { hashToken } from '../services/tokens.js'
 
 declare module 'fastify' {
@@ -35,15 +34,12 @@ function presentedToken (request: FastifyRequest): string | null {
 }
 
 export default fp(async (app) => {
-  let adminToken = app.config.ADMIN_TOKEN
-  if (adminToken === undefined) {
-    const path = join(app.config.DATA_DIR, 'admin-token')
-    const secret = await loadOrCreateSecret(path)
-    adminToken = secret.value
-    app.log.info({ path }, secret.created ? 'generated an admin token; read it from this file' : 'using the admin token stored in this file')
+  const adminToken = await configuredOrLocalSecret(app.config.ADMIN_TOKEN, app.config.DATA_DIR, 'admin-token')
+  if (adminToken.path !== null) {
+    app.log.info({ path: adminToken.path }, adminToken.created ? 'generated an admin token; read it from this file' : 'using the admin token stored in this file')
   }
 
-  const auth: AuthService = createAuthService({ store: app.store, adminToken })
+  const auth: AuthService = createAuthService({ store: app.store, adminToken: adminToken.value })
   app.decorate('auth', auth)
   app.decorateRequest('caller', null)
   app.decorateRequest('callerKey', null)

@@ -1,6 +1,5 @@
-import { join } from 'node:path'
 import fp from 'fastify-plugin'
-import { loadOrCreateSecret } from '../services/local-secrets.js'
+import { configuredOrLocalSecret } from '../services/local-secrets.js'
 import { createSecretBox, type SecretBox } from '../services/secret-box.js'
 
 declare module 'fastify' {
@@ -11,12 +10,7 @@ declare module 'fastify' {
 
 /** Replicas sharing a Redis must share ENCRYPTION_KEY; a single node can let the first start generate it. */
 export default fp(async (app) => {
-  let key = app.config.ENCRYPTION_KEY
-  if (key === undefined) {
-    const path = join(app.config.DATA_DIR, 'encryption-key')
-    const secret = await loadOrCreateSecret(path)
-    key = secret.value
-    if (secret.created) app.log.info({ path }, 'generated an encryption key for secrets at rest')
-  }
-  app.decorate('secretBox', createSecretBox(key))
+  const key = await configuredOrLocalSecret(app.config.ENCRYPTION_KEY, app.config.DATA_DIR, 'encryption-key')
+  if (key.created) app.log.info({ path: key.path }, 'generated an encryption key for secrets at rest')
+  app.decorate('secretBox', createSecretBox(key.value))
 }, { name: 'secret-box', dependencies: ['config'] })

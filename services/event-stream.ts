@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { EventBus } from '../bus/bus.js'
 import { type InstanceStateEvent, toEnvelope } from '../bus/events.js'
+import { INSTANCE_NAME_PATTERN } from '../schemas/instance.js'
 import type { InstanceRecord, Store } from '../stores/store.js'
 import type { AuthService, TenantCaller } from './auth.js'
 import { DomainError } from './errors.js'
@@ -33,7 +34,7 @@ export interface EventStreamOptions {
 export type EventStream = ReturnType<typeof createEventStream>
 
 const SLOW_CONSUMER = 1013
-const INSTANCE_NAME = /^[A-Za-z0-9_.-]{1,64}$/
+const INSTANCE_NAME = new RegExp(INSTANCE_NAME_PATTERN)
 
 interface Session {
   caller: TenantCaller

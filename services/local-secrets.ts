@@ -1,5 +1,5 @@
 import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { dirname, join } from 'node:path'
 import { generateToken } from './tokens.js'
 
 export interface LocalSecret {
@@ -43,4 +43,15 @@ export async function loadOrCreateSecret (path: string): Promise<LocalSecret> {
   } finally {
     await rm(temporary, { force: true })
   }
+}
+
+/**
+ * The configured value when there is one; otherwise the secret kept in
+ * `dataDir/fileName`, generated on first use. `path` is where it came from
+ * (null when configured), so the caller can say so in the log.
+ */
+export async function configuredOrLocalSecret (configured: string | undefined, dataDir: string, fileName: string): Promise<LocalSecret & { path: string | null }> {
+  if (configured !== undefined) return { value: configured, created: false, path: null }
+  const path = join(dataDir, fileName)
+  return { ...await loadOrCreateSecret(path), path }
 }

@@ -10,11 +10,10 @@ export interface StoreSelection {
   /** Present exactly when REDIS_URL is set. */
   redis: Redis | null
   redisPrefix?: string
-  lockWaitMs?: number
 }
 
 /** The one place that decides which backend holds the data. */
 export async function openStore (selection: StoreSelection): Promise<Store> {
   if (selection.redis !== null) return createRedisStore({ redis: selection.redis, prefix: selection.redisPrefix })
-  return await openFileStore({ dataDir: selection.dataDir, lockWaitMs: selection.lockWaitMs })
+  return await openFileStore({ dataDir: selection.dataDir })
 }

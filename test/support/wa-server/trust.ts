@@ -1,7 +1,7 @@
 // Test-only overrides on the Baileys module instance the client uses (docs §2, pitfall 1).
 // They only take effect on the same @whiskeysockets/baileys file that the code under test imports.
 import { Curve, WA_CERT_DETAILS } from '@whiskeysockets/baileys'
-import { verifyXEdDSA } from './crypto.js'
+import { installStrictCertificateVerify } from '../../../services/sessions/certificate-verify.js'
 
 /** Makes the client trust certificate chains rooted at `rootPublic`. Returns a restore function. */
 export function installTestTrustRoot(rootPublic: Buffer): () => void {
@@ -17,12 +17,13 @@ export function installTestTrustRoot(rootPublic: Buffer): () => void {
 
 /**
  * rc14's Curve.verify returns true for any signature (libsignal returns false instead of throwing),
- * so the client would accept any chain and any ADV account signature. Swapping in a strict verify
- * makes those checks real, which is how tests prove the fake server's signatures are correct.
+ * so the client would accept any chain and any ADV account signature. The service's strict verify
+ * makes those checks real, which is how tests prove the fake server's signatures are correct; this
+ * installs it for raw-Baileys tests and gives back the original.
  */
 export function installStrictCurveVerify(): () => void {
   const previous = Curve.verify
-  Curve.verify = (pubKey, message, signature) => verifyXEdDSA(pubKey, message, signature)
+  installStrictCertificateVerify()
   return () => {
     Curve.verify = previous
   }
