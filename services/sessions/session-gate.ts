@@ -4,6 +4,7 @@ import type { InstanceRecord, SessionWrite, Store } from '../../stores/store.js'
 import type { SecretBox } from '../secret-box.js'
 import { loadAuthState, type SessionStorage } from './auth-state.js'
 import { proxyAgentFor } from './proxy-agent.js'
+import { withTransactionScopedStorage } from './transaction-storage.js'
 
 export interface SocketSettings {
   wsUrl: string
@@ -68,7 +69,7 @@ export function createSessionGate ({ store, secretBox, log, settings }: {
       let active = true
       const { state, saveCreds } = await loadAuthState(storageFor(instance.id, () => active), { fresh })
       const agent = proxyAgentFor(instance.proxy, secretBox)
-      const socket = makeWASocket({
+      const socket = withTransactionScopedStorage(() => makeWASocket({
         auth: state,
         waWebSocketUrl: settings.wsUrl,
         agent,
@@ -82,7 +83,7 @@ export function createSessionGate ({ store, secretBox, log, settings }: {
         syncFullHistory: false,
         shouldSyncHistoryMessage: () => false,
         generateHighQualityLinkPreview: false
-      })
+      }))
       socket.ev.on('creds.update', () => {
         saveCreds().catch((error: unknown) => { log.error({ err: error, instance: instance.name }, 'saving creds failed') })
       })
