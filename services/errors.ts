@@ -45,5 +45,6 @@ export const errors = {
   webhookUrlRefused: (reason: string) => new DomainError('bad_request', `Webhook URL refused: ${reason}`),
   rateLimited: () => new DomainError('rate_limited', 'Rate limit exceeded. Try again later.'),
   routeNotFound: (method: string, url: string) => new DomainError('not_found', `Route ${method}:${url} not found`),
-  shuttingDown: () => new DomainError('unavailable', 'Service is shutting down')
+  shuttingDown: () => new DomainError('unavailable', 'Service is shutting down'),
+  busy: () => new DomainError('unavailable', 'Too many concurrent changes to this instance, try again')
 } as const

@@ -112,6 +112,14 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
     return loading
   }
 
+  /** Updates the in-memory record at once (before any await), then writes it through. */
+  async function applyPatch (current: InstanceRecord, patch: InstancePatch, nextSeq: boolean): Promise<InstanceRecord> {
+    const updated: InstanceRecord = { ...current, ...patch, seq: nextSeq ? current.seq + 1 : current.seq, updatedAt: new Date().toISOString() }
+    instances.set(current.id, updated)
+    await writeJson(dirs.instances, current.id, updated)
+    return updated
+  }
+
   const persistSession = async (instanceId: string, session: SessionData): Promise<void> =>
     await writeJson(dirs.sessions, instanceId, { creds: session.creds, keys: Object.fromEntries(session.keys) })
 
@@ -178,11 +186,17 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
     async updateInstance (instanceId, patch: InstancePatch, options = {}) {
       const current = instances.get(instanceId)
       if (current === undefined) return null
-      const seq = options.nextSeq === true ? current.seq + 1 : current.seq
-      const updated: InstanceRecord = { ...current, ...patch, seq, updatedAt: new Date().toISOString() }
-      instances.set(instanceId, updated)
-      await writeJson(dirs.instances, instanceId, updated)
-      return updated
+      return await applyPatch(current, patch, options.nextSeq === true)
+    },
+
+    async updateInstanceIfUnchanged (instanceId, expected, patch) {
+      const current = instances.get(instanceId)
+      if (current === undefined) return null
+      // The comparison and the in-memory update happen in one synchronous step, so no other call can interleave.
+      for (const [field, value] of Object.entries(expected)) {
+        if (JSON.stringify(current[field as keyof InstancePatch]) !== JSON.stringify(value)) return 'changed'
+      }
+      return await applyPatch(current, patch, false)
     },
 
     async deleteInstance (instanceId) {

@@ -44,6 +44,18 @@ if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'seq', 1) end
 return redis.call('HGETALL', KEYS[1])
 `
 
+// KEYS: instance hash. ARGV: number of expected pairs, the expected field/value pairs, then the pairs to set.
+// The check and the write run in one script, so no other update can land between them.
+const UPDATE_INSTANCE_IF_UNCHANGED = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+local expected = tonumber(ARGV[1])
+for i = 2, 1 + expected * 2, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return 'changed' end
+end
+for i = 2 + expected * 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return redis.call('HGETALL', KEYS[1])
+`
+
 // KEYS: instance hash, session hash. ARGV: number of pairs to set, the pairs, then names to delete.
 // The existence check keeps a late write from a closing socket from resurrecting a deleted session.
 const WRITE_SESSION = `
@@ -67,6 +79,7 @@ const CREDS_FIELD = 'creds'
 type ScriptedRedis = Redis & {
   waCreateInstance: (...args: Array<string | number>) => Promise<CreateInstanceResult>
   waUpdateInstance: (...args: Array<string | number>) => Promise<string[] | null>
+  waUpdateInstanceIfUnchanged: (...args: Array<string | number>) => Promise<string[] | 'changed' | null>
   waWriteSession: (...args: Array<string | number>) => Promise<number>
   waFindInstance: (namesKey: string, name: string, instancePrefix: string) => Promise<string[]>
 }
@@ -77,6 +90,7 @@ export function createRedisStore (options: RedisStoreOptions): Store {
   if (typeof redis.waCreateInstance !== 'function') {
     redis.defineCommand('waCreateInstance', { numberOfKeys: 4, lua: CREATE_INSTANCE })
     redis.defineCommand('waUpdateInstance', { numberOfKeys: 1, lua: UPDATE_INSTANCE })
+    redis.defineCommand('waUpdateInstanceIfUnchanged', { numberOfKeys: 1, lua: UPDATE_INSTANCE_IF_UNCHANGED })
     redis.defineCommand('waWriteSession', { numberOfKeys: 2, lua: WRITE_SESSION })
     redis.defineCommand('waFindInstance', { numberOfKeys: 1, lua: FIND_INSTANCE })
   }
@@ -165,6 +179,14 @@ export function createRedisStore (options: RedisStoreOptions): Store {
       const fields = encodeFields({ ...patch, updatedAt: new Date().toISOString() })
       const reply = await redis.waUpdateInstance(key.instance(instanceId), options.nextSeq === true ? '1' : '0', ...fields)
       return reply === null ? null : decodeInstance(pairsToObject(reply))
+    },
+
+    async updateInstanceIfUnchanged (instanceId, expected, patch) {
+      const expectedFields = encodeFields(expected)
+      const fields = encodeFields({ ...patch, updatedAt: new Date().toISOString() })
+      const reply = await redis.waUpdateInstanceIfUnchanged(key.instance(instanceId), expectedFields.length / 2, ...expectedFields, ...fields)
+      if (reply === null || reply === 'changed') return reply
+      return decodeInstance(pairsToObject(reply))
     },
 
     async deleteInstance (instanceId) {

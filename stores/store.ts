@@ -108,6 +108,13 @@ export interface Store {
    * With `nextSeq`, the event counter rises by one in the same atomic step.
    */
   updateInstance: (instanceId: string, patch: InstancePatch, options?: { nextSeq?: boolean }) => Promise<InstanceRecord | null>
+  /**
+   * Compare-and-set: applies `patch` only while every field in `expected` still
+   * holds the given value, so two read-modify-write updates of the same fields
+   * (two webhook saves at once, on one replica or two) cannot silently undo one
+   * another. 'changed' means another update came first: read again and retry.
+   */
+  updateInstanceIfUnchanged: (instanceId: string, expected: InstancePatch, patch: InstancePatch) => Promise<InstanceRecord | null | 'changed'>
   /** Removes the instance, its token and its session. */
   deleteInstance: (instanceId: string) => Promise<boolean>
 

@@ -11,6 +11,8 @@ import type { WebhookQueue } from './queue.js'
 
 export const MAX_ENABLED_WEBHOOKS = 3
 const EVENT = 'instance.state'
+/** Concurrent saves of one instance's webhooks retry this often before giving up with 503. */
+const MAX_SAVE_ATTEMPTS = 20
 
 export interface WebhookDispatcher {
   /** Queues the event for every enabled webhook of the instance that wants it. */
@@ -59,24 +61,31 @@ export function createWebhookService ({ store, secretBox, queue, resolve, allowP
     async save (caller: TenantCaller, name: string, input: WebhookInput): Promise<{ webhook: WebhookViewType, signingSecret?: string }> {
       const refusal = allowPrivate ? null : refuseLiteralDestination(new URL(input.url))
       if (refusal !== null) throw errors.webhookUrlRefused(refusal)
-      const instance = await resolve(caller, name)
       const label = input.label ?? 'default'
-      const previous = instance.webhooks.find(webhook => webhook.label === label)
-      const webhook: WebhookRecord = {
-        label,
-        enabled: input.enabled,
-        url: input.url,
-        byEvents: input.byEvents ?? false,
-        events: input.events ?? [],
-        // Omitting authorization on an update keeps the stored one.
-        authorizationSealed: input.authorization === undefined ? previous?.authorizationSealed ?? null : secretBox.seal(input.authorization)
+      // Read, change, and write only if nobody else changed the webhooks meanwhile; else read again.
+      // Two saves at once thus both land, the limit holds, and exactly one caller gets the signing secret.
+      for (let attempt = 1; ; attempt++) {
+        const instance = await resolve(caller, name)
+        const previous = instance.webhooks.find(webhook => webhook.label === label)
+        const webhook: WebhookRecord = {
+          label,
+          enabled: input.enabled,
+          url: input.url,
+          byEvents: input.byEvents ?? false,
+          events: input.events ?? [],
+          // Omitting authorization on an update keeps the stored one.
+          authorizationSealed: input.authorization === undefined ? previous?.authorizationSealed ?? null : secretBox.seal(input.authorization)
+        }
+        const webhooks = [...instance.webhooks.filter(existing => existing.label !== label), webhook]
+        if (webhooks.filter(existing => existing.enabled).length > MAX_ENABLED_WEBHOOKS) throw errors.tooManyWebhooks(MAX_ENABLED_WEBHOOKS)
+        const signingSecret = instance.webhookSecretSealed === null ? randomBytes(32).toString('hex') : undefined
+        const patch = signingSecret === undefined ? { webhooks } : { webhooks, webhookSecretSealed: secretBox.seal(signingSecret) }
+        const expected = { webhooks: instance.webhooks, webhookSecretSealed: instance.webhookSecretSealed }
+        const saved = await store.updateInstanceIfUnchanged(instance.id, expected, patch)
+        if (saved === null) throw errors.instanceNotFound()
+        if (saved !== 'changed') return signingSecret === undefined ? { webhook: view(webhook) } : { webhook: view(webhook), signingSecret }
+        if (attempt === MAX_SAVE_ATTEMPTS) throw errors.busy()
       }
-      const webhooks = [...instance.webhooks.filter(existing => existing.label !== label), webhook]
-      if (webhooks.filter(existing => existing.enabled).length > MAX_ENABLED_WEBHOOKS) throw errors.tooManyWebhooks(MAX_ENABLED_WEBHOOKS)
-      const signingSecret = instance.webhookSecretSealed === null ? randomBytes(32).toString('hex') : undefined
-      const patch = signingSecret === undefined ? { webhooks } : { webhooks, webhookSecretSealed: secretBox.seal(signingSecret) }
-      if (await store.updateInstance(instance.id, patch) === null) throw errors.instanceNotFound()
-      return signingSecret === undefined ? { webhook: view(webhook) } : { webhook: view(webhook), signingSecret }
     },
 
     async list (caller: TenantCaller, name: string, label?: string): Promise<WebhookViewType[]> {

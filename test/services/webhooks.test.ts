@@ -121,6 +121,19 @@ t.test('webhook configuration', async t => {
   t.notMatch(JSON.stringify(all.body), /a-secret/)
 })
 
+for (const backend of await backends(t)) {
+  t.test(`${backend.name}: concurrent saves of different labels all land, and exactly one caller gets the signing secret`, async t => {
+    const service = await startApp(t, { env: { ...backend.env(), ...fastRetries } })
+    const { instanceToken } = await createTenant(service)
+    const saves = await Promise.all(['a', 'b', 'c', 'd'].map(async label => await call(service.url, 'POST', '/api/events/webhook/sales', { token: instanceToken, body: { label, enabled: true, url: `https://${label}.example` } })))
+    t.same(saves.map(save => save.status).sort(), [200, 200, 200, 400], 'three enabled at most, even when saved at once')
+    const saved = saves.filter(save => save.status === 200).map(save => save.body.webhook.label as string).sort()
+    const all = await call(service.url, 'GET', '/api/events/getWebhook/sales', { token: instanceToken })
+    t.same(all.body.webhooks.map((webhook: { label: string }) => webhook.label).sort(), saved, 'no save undid another')
+    t.equal(saves.filter(save => save.body.signingSecret !== undefined).length, 1, 'one signing secret, shown once')
+  })
+}
+
 t.test('webhook targets on private networks are refused unless allowed', async t => {
   const service = await startApp(t)
   const { accountToken, instanceToken } = await createTenant(service)

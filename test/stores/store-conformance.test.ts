@@ -88,6 +88,23 @@ function conformance (name: string, backend: Backend): void {
       t.notOk(await store.deleteInstance(instance.id))
     })
 
+    t.test('a compare-and-set update lands only while the expected fields are unchanged', async t => {
+      const store = await (await backend(t))()
+      const instance = instanceRecord('acc', 'sales')
+      await store.createInstance(instance, 10)
+      const hook = (label: string) => ({ label, enabled: true, url: `https://${label}.example`, byEvents: false, events: [], authorizationSealed: null })
+      const read = await store.getInstance(instance.id)
+      const saved = await store.updateInstanceIfUnchanged(instance.id, { webhooks: read?.webhooks }, { webhooks: [hook('a')] })
+      t.same(saved !== 'changed' && saved?.webhooks.map(webhook => webhook.label), ['a'])
+      t.equal(await store.updateInstanceIfUnchanged(instance.id, { webhooks: read?.webhooks }, { webhooks: [hook('b')] }), 'changed', 'a write based on a stale read is refused')
+      t.same((await store.getInstance(instance.id))?.webhooks.map(webhook => webhook.label), ['a'], 'and changes nothing')
+
+      const outcomes = await Promise.all(['x', 'y', 'z'].map(async label => await store.updateInstanceIfUnchanged(instance.id, { webhooks: [hook('a')] }, { webhooks: [hook('a'), hook(label)] })))
+      t.equal(outcomes.filter(outcome => outcome !== 'changed').length, 1, 'of three concurrent writes from the same read, exactly one lands')
+      t.ok(await store.deleteInstance(instance.id))
+      t.equal(await store.updateInstanceIfUnchanged(instance.id, {}, { desired: 'online' }), null, 'never recreates a deleted instance')
+    })
+
     t.test('session batches: creds and keys written together, deleted with the instance', async t => {
       const store = await (await backend(t))()
       const instance = instanceRecord('acc', 'sales')
