@@ -4,7 +4,7 @@
  *
  *   npm run bench:sessions [-- --only=latency,memory,restart] [--sizes=100,500]
  *                          [--runs=100] [--rounds=3] [--no-write]
- *                          [--cpu-prof] [--heap-snapshot] [--diag-shared-als]   (diagnostics)
+ *                          [--cpu-prof] [--heap-snapshot]   (diagnostics)
  *
  * Processes:
  *  - this file without BENCH_SESSIONS_PHASE is the orchestrator: it compiles
@@ -33,7 +33,6 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { access, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { arch, cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
-import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { dirname, join } from 'node:path'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
@@ -61,16 +60,12 @@ const sleep = async (ms: number): Promise<void> => { await new Promise(resolve =
 // ---------------------------------------------------------------------------
 // Messages between the orchestrator and a service worker (fork IPC)
 
-type Phase = (
+type Phase =
   | { kind: 'latency', runs: number, warmup: number }
   | { kind: 'raw', runs: number, warmup: number }
   | { kind: 'memory', n: number, concurrency: number }
   | { kind: 'prepare', n: number, concurrency: number, dataDir: string }
   | { kind: 'resume', n: number, resumeConcurrency: number, dataDir: string }
-) & {
-  /** Diagnostic (`--diag-shared-als`): one AsyncLocalStorage for all sockets; see shareAsyncLocalStorage. */
-  sharedAls?: boolean
-}
 
 interface Summary { n: number, min: number, p50: number, p90: number, p99: number, max: number, mean: number }
 
@@ -259,7 +254,6 @@ async function worker (phase: Phase): Promise<void> {
   // for every query it sends, which source mapping would make several times dearer.
   process.setSourceMapsEnabled(false)
   wa.installTestTrustRoot(wa.keyPairFromPrivate(Buffer.from(rootHex, 'hex')).public)
-  if (phase.sharedAls === true) shareAsyncLocalStorage()
 
   const gc = globalThis.gc
   const collect = async (): Promise<void> => {
@@ -557,21 +551,6 @@ async function worker (phase: Phase): Promise<void> {
   }
 }
 
-/**
- * Diagnostic only (`--diag-shared-als`), never the default: every Baileys
- * socket creates its own AsyncLocalStorage (addTransactionCapability) and, on
- * Node 20, an AsyncLocalStorage that was once used stays in a process-wide list
- * forever, which every new promise, timer and I/O request then walks. This
- * makes `new AsyncLocalStorage()` return one shared instance, so the list stays
- * at one entry, to show what that list costs.
- */
-function shareAsyncLocalStorage (): void {
-  const hooks = createRequire(import.meta.url)('node:async_hooks') as { AsyncLocalStorage: new () => object }
-  const shared = new hooks.AsyncLocalStorage()
-  hooks.AsyncLocalStorage = function SharedAsyncLocalStorage () { return shared } as unknown as new () => object
-  syncBuiltinESMExports()
-}
-
 function sendToParent (message: WorkerMessage): void {
   if (process.send === undefined) throw new Error('a service worker must be forked by the orchestrator')
   process.send(message)
@@ -587,7 +566,6 @@ interface Options {
   rounds: number
   write: boolean
   cpuProf: boolean
-  sharedAls: boolean
   heapSnapshot: boolean
 }
 
@@ -601,7 +579,6 @@ function parseOptions (argv: string[]): Options {
     rounds: Number(value('rounds') ?? 3),
     write: !argv.includes('--no-write'),
     cpuProf: argv.includes('--cpu-prof'),
-    sharedAls: argv.includes('--diag-shared-als'),
     heapSnapshot: argv.includes('--heap-snapshot')
   }
 }
@@ -731,7 +708,7 @@ async function runWorker<R extends Result> (phase: Phase, wa: { child: ChildProc
     const ours = processCpuMs(child.pid) + (processCpuMs(wa.child.pid) - waBefore) + (selfUsed.user + selfUsed.system) / 1000
     const other = machineBusyMs() - busyBefore - ours
     const label = phase.kind === 'resume' ? `resume (RESUME_CONCURRENCY=${phase.resumeConcurrency})` : phase.kind === 'memory' ? `memory ${phase.n}` : phase.kind
-    noise.push({ phase: label + (phase.sharedAls === true ? ', diagnostic: shared AsyncLocalStorage' : ''), seconds, otherPercent: Math.max(0, other / (seconds * 1000 * cpus().length) * 100), waitedSeconds })
+    noise.push({ phase: label, seconds, otherPercent: Math.max(0, other / (seconds * 1000 * cpus().length) * 100), waitedSeconds })
     // Counted while the worker's sockets are still open.
     const server = await wa.stats()
     child.send({ type: 'finish' } satisfies OrchestratorMessage)
@@ -784,8 +761,6 @@ async function orchestrate (): Promise<void> {
       checkClean('latency', result.unexpectedEvents, server)
       const raw = await runWorker<RawResult>({ kind: 'raw', runs: options.runs, warmup: 10 }, wa, options, buildDir, noise)
       checkClean('latency (Baileys alone)', [], raw.server)
-      const diag = options.sharedAls ? await runWorker<LatencyResult>({ kind: 'latency', runs: options.runs, warmup: 10, sharedAls: true }, wa, options, buildDir, noise) : undefined
-      if (diag !== undefined) checkClean('latency (diagnostic)', diag.result.unexpectedEvents, diag.server)
       const row = (label: string, s: Summary, cpuMs?: number): string[] => [
         label, String(s.n), ms(s.min), ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), ms(s.mean), cpuMs === undefined ? '' : ms(cpuMs),
         cpuMs !== undefined ? `p50 ≤ ${TARGETS.latencyP50Ms}` : '-', cpuMs !== undefined ? verdict(s.p50 <= TARGETS.latencyP50Ms) : '-'
@@ -800,14 +775,6 @@ async function orchestrate (): Promise<void> {
         row('b. same: POST → HTTP 200', result.replace.http),
         [...row('c. reference, Baileys alone (no service, own process): makeWASocket → `open`', raw.result.open).slice(0, 8), ms(raw.result.cpuMsPerRun), '-', '-']
       ]
-      if (diag !== undefined) {
-        const d = diag.result
-        rows.push(
-          [...row('a, diagnostic: one shared AsyncLocalStorage', d.fresh.connected).slice(0, 8), ms(d.fresh.cpuMsPerRun), '-', '-'],
-          row('a, diagnostic: Baileys `open` → `connected` event', d.freshSplit.openToConnected),
-          [...row('b, diagnostic: one shared AsyncLocalStorage', d.replace.connected).slice(0, 8), ms(d.replace.cpuMsPerRun), '-', '-']
-        )
-      }
       verdicts.push(`Reconnect → connected p50, saved session not connected: ${ms(result.fresh.connected.p50)} ms (target ≤ ${TARGETS.latencyP50Ms} ms): ${verdict(result.fresh.connected.p50 <= TARGETS.latencyP50Ms)}`)
       verdicts.push(`Reconnect → connected p50, connected instance (socket replaced): ${ms(result.replace.connected.p50)} ms (target ≤ ${TARGETS.latencyP50Ms} ms): ${verdict(result.replace.connected.p50 <= TARGETS.latencyP50Ms)}`)
       sections.push([
@@ -821,37 +788,30 @@ async function orchestrate (): Promise<void> {
         '',
         table(['Case', 'runs', 'min ms', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'mean ms', 'service CPU ms/run', 'Target', 'Result'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'l']),
         '',
-        `The service over Baileys alone (a − c): p50 ${signed(result.fresh.connected.p50 - raw.result.open.p50)} ms, CPU ${signed(result.fresh.cpuMsPerRun - raw.result.cpuMsPerRun)} ms per reconnect.` +
-        (diag === undefined
-          ? ''
-          : ` One AsyncLocalStorage per socket (as shipped − diagnostic): CPU ${signed(result.fresh.cpuMsPerRun - diag.result.fresh.cpuMsPerRun)} ms per reconnect in (a), ${signed(result.replace.cpuMsPerRun - diag.result.replace.cpuMsPerRun)} ms in (b), which runs after ~${result.runs + 2 * result.warmup + 1} more sockets were opened in the process.`)
+        `The service over Baileys alone (a − c): p50 ${signed(result.fresh.connected.p50 - raw.result.open.p50)} ms, CPU ${signed(result.fresh.cpuMsPerRun - raw.result.cpuMsPerRun)} ms per reconnect.`
       ].join('\n'))
       console.error(sections[sections.length - 1] + '\n')
     }
 
     if (options.only.has('memory')) {
       const rows: string[][] = []
-      const perInstance = new Map<string, { rss: number, heap: number }>()
-      const largest = Math.max(...options.sizes)
-      const cases = [...options.sizes.map(n => ({ n, sharedAls: false })), ...(options.sharedAls ? [{ n: largest, sharedAls: true }] : [])]
-      for (const { n, sharedAls } of cases) {
-        console.error(`memory: ${n} instances${sharedAls ? ' (diagnostic)' : ''} …`)
-        const { result, server } = await runWorker<MemoryResult>({ kind: 'memory', n, concurrency: 16, sharedAls }, wa, options, buildDir, noise)
-        checkClean(`memory ${n}${sharedAls ? ' (diagnostic)' : ''}`, result.unexpectedEvents, server, n + 1)
+      for (const n of options.sizes) {
+        console.error(`memory: ${n} instances …`)
+        const { result, server } = await runWorker<MemoryResult>({ kind: 'memory', n, concurrency: 16 }, wa, options, buildDir, noise)
+        checkClean(`memory ${n}`, result.unexpectedEvents, server, n + 1)
         const { baseline: b, afterCreate: c, connectedLater: m } = result
         const rssPer = (m.rss - b.rss) / n
         const heapPer = (m.heapUsed - b.heapUsed) / n
-        perInstance.set(`${n}${sharedAls ? ' diag' : ''}`, { rss: rssPer / MiB, heap: heapPer / MiB })
         rows.push([
-          sharedAls ? `${n}, diagnostic: one shared AsyncLocalStorage` : String(n), String(server.openConnections - serverOpenBefore), (result.connectAllMs / 1000).toFixed(2),
+          String(n), String(server.openConnections - serverOpenBefore), (result.connectAllMs / 1000).toFixed(2),
           `${mib(b.rss)} → ${mib(m.rss)}`, `${mib(b.heapUsed)} → ${mib(m.heapUsed)}`, `${mib(b.heapTotal)} → ${mib(m.heapTotal)}`, `${mib(b.newSpace)} → ${mib(m.newSpace)}`,
           ((c.rss - b.rss) / n / MiB).toFixed(3), ((c.heapUsed - b.heapUsed) / n / MiB).toFixed(3),
           (rssPer / MiB).toFixed(3), (heapPer / MiB).toFixed(3), ((m.external - b.external) / n / MiB).toFixed(3),
-          sharedAls ? '-' : `≤ ${TARGETS.rssPerInstanceMiB}`, sharedAls ? '-' : verdict(rssPer / MiB <= TARGETS.rssPerInstanceMiB)
+          `≤ ${TARGETS.rssPerInstanceMiB}`, verdict(rssPer / MiB <= TARGETS.rssPerInstanceMiB)
         ])
-        if (!sharedAls) verdicts.push(`RSS per connected instance at ${n}: ${(rssPer / MiB).toFixed(3)} MiB (target ≤ ${TARGETS.rssPerInstanceMiB} MiB): ${verdict(rssPer / MiB <= TARGETS.rssPerInstanceMiB)}`)
+        verdicts.push(`RSS per connected instance at ${n}: ${(rssPer / MiB).toFixed(3)} MiB (target ≤ ${TARGETS.rssPerInstanceMiB} MiB): ${verdict(rssPer / MiB <= TARGETS.rssPerInstanceMiB)}`)
         const drift = (m.rss - result.connected.rss) / MiB
-        if (Math.abs(drift) > 5) notes.push(`memory ${n}${sharedAls ? ' (diagnostic)' : ''}: RSS moved ${drift.toFixed(1)} MiB from the first sample after all connected to the settled one that is reported`)
+        if (Math.abs(drift) > 5) notes.push(`memory ${n}: RSS moved ${drift.toFixed(1)} MiB from the first sample after all connected to the settled one that is reported`)
       }
       sections.push([
         '### 2. Memory per connected instance',
@@ -865,13 +825,7 @@ async function orchestrate (): Promise<void> {
           ['N', 'open', 'connect all s', 'RSS MiB (base → N)', 'heapUsed MiB (base → N)', 'heapTotal MiB (base → N)', 'V8 new space MiB (base → N)', 'records+sessions only: RSS/inst MiB', 'records+sessions only: heap/inst MiB', 'RSS/inst MiB', 'heapUsed/inst MiB', 'external/inst MiB', 'Target (RSS)', 'Result'],
           rows,
           ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'l']
-        ),
-        ...((): string[] => {
-          const shipped = perInstance.get(String(largest))
-          const diag = perInstance.get(`${largest} diag`)
-          if (shipped === undefined || diag === undefined) return []
-          return ['', `One AsyncLocalStorage per socket (as shipped − diagnostic) at ${largest} instances: RSS ${signed(shipped.rss - diag.rss)} MiB, heapUsed ${signed(shipped.heap - diag.heap)} MiB per instance.`]
-        })()
+        )
       ].join('\n'))
       console.error(sections[sections.length - 1] + '\n')
     }
@@ -883,28 +837,26 @@ async function orchestrate (): Promise<void> {
       console.error(`restart: connecting ${n} instances, then ${options.rounds} restarts per RESUME_CONCURRENCY …`)
       const prepared = await runWorker<PrepareResult>({ kind: 'prepare', n, concurrency: 10, dataDir }, wa, options, buildDir, noise)
       checkClean('restart (prepare)', prepared.result.unexpectedEvents, prepared.server, n)
-      const byConcurrency = new Map<string, { concurrency: number, sharedAls: boolean, results: ResumeResult[] }>()
-      const rounds = [...Array.from({ length: options.rounds }, () => false), ...(options.sharedAls ? [true] : [])]
-      for (const [round, sharedAls] of rounds.entries()) {
+      const byConcurrency = new Map<number, ResumeResult[]>()
+      for (let round = 0; round < options.rounds; round++) {
         for (const resumeConcurrency of [10, 50]) {
-          const { result, server } = await runWorker<ResumeResult>({ kind: 'resume', n, resumeConcurrency, dataDir, sharedAls }, wa, options, buildDir, noise)
+          const { result, server } = await runWorker<ResumeResult>({ kind: 'resume', n, resumeConcurrency, dataDir }, wa, options, buildDir, noise)
           checkClean(`restart (RESUME_CONCURRENCY=${resumeConcurrency}, round ${round + 1})`, result.unexpectedEvents, server, n)
-          const key = `${resumeConcurrency}${sharedAls ? ' diag' : ''}`
-          const entry = byConcurrency.get(key) ?? { concurrency: resumeConcurrency, sharedAls, results: [] }
-          entry.results.push(result)
-          byConcurrency.set(key, entry)
+          const results = byConcurrency.get(resumeConcurrency) ?? []
+          results.push(result)
+          byConcurrency.set(resumeConcurrency, results)
         }
       }
-      const rows = [...byConcurrency.values()].map(({ concurrency, sharedAls, results }) => {
+      const rows = [...byConcurrency.entries()].map(([concurrency, results]) => {
         const all = results.map(r => r.allConnectedMs)
         const worst = Math.max(...all)
-        if (!sharedAls) verdicts.push(`Restart, ${n} saved sessions, RESUME_CONCURRENCY=${concurrency}: all connected after ${ms(median(all))} ms median, ${ms(worst)} ms worst (target < ${TARGETS.restartMs} ms): ${verdict(worst < TARGETS.restartMs)}`)
+        verdicts.push(`Restart, ${n} saved sessions, RESUME_CONCURRENCY=${concurrency}: all connected after ${ms(median(all))} ms median, ${ms(worst)} ms worst (target < ${TARGETS.restartMs} ms): ${verdict(worst < TARGETS.restartMs)}`)
         return [
-          String(concurrency) + (concurrency === 10 ? ' (default)' : '') + (sharedAls ? ', diagnostic: one shared AsyncLocalStorage' : ''), String(results.length),
+          String(concurrency) + (concurrency === 10 ? ' (default)' : ''), String(results.length),
           ms(median(results.map(r => r.buildAppMs))), ms(median(results.map(r => r.listenMs))), ms(median(results.map(r => r.firstConnectedMs))),
           ms(median(all)), all.map(ms).join(', '),
           ms(median(results.map(r => r.moduleLoadMs))), ms(median(results.map(r => r.sinceProcessStartMs))),
-          sharedAls ? '-' : `< ${TARGETS.restartMs}`, sharedAls ? '-' : verdict(worst < TARGETS.restartMs)
+          `< ${TARGETS.restartMs}`, verdict(worst < TARGETS.restartMs)
         ]
       })
       sections.push([
@@ -943,9 +895,6 @@ async function orchestrate (): Promise<void> {
     `Command: \`${command}\` (= \`node --expose-gc --import @tapjs/typescript/import bench/sessions.ts\`)`,
     '',
     `Load average (1/5/15 min) at the start: ${loadBefore.map(l => l.toFixed(2)).join(' / ')}; at the end: ${loadAfter.map(l => l.toFixed(2)).join(' / ')} (${cpuList.length} cores; anything above ~0.5 is other work sharing the machine and makes the wall-clock numbers noisier; CPU-time columns are less affected).`,
-    ...(options.sharedAls
-      ? ['', 'Rows marked "diagnostic: one shared AsyncLocalStorage" (`--diag-shared-als`) come from extra workers in which every `new AsyncLocalStorage()` returns one shared instance: not the service as shipped, and never judged against a target. Baileys creates an AsyncLocalStorage per socket; on Node 20 each one, once used, stays for the life of the process in a list that every new promise, timer and I/O handle walks, and leaves a property on each of them. These rows show what that costs.']
-      : []),
     '',
     'Setup: the local WhatsApp protocol server (test/support/wa-server, bench/sessions-wa-server.ts) runs in its own child process on 127.0.0.1, its certificate chain rooted at a fixed key the service trusts (installTestTrustRoot). ' +
     'Each phase runs the whole service (buildApp, listening on 127.0.0.1, real Baileys sockets) in a fresh worker process: embedded file store in a temp DATA_DIR, embedded bus, LOG_LEVEL=warn, WA_LOG_LEVEL=silent, RATE_LIMIT_MAX=1000000000, other settings default (WA_KEEPALIVE_MS 30000). ' +
