@@ -23,7 +23,7 @@
  * so each event's fan-out is measured on its own.
  *
  * Environment (all optional):
- *   BENCH_FANOUT_MODES        embedded,redis
+ *   BENCH_FANOUT_MODES        floor,embedded,redis (floor: a bare `ws` broadcast, no app, as the reference)
  *   BENCH_FANOUT_SUBSCRIBERS  1000,10000
  *   BENCH_FANOUT_EVENTS       measured events per case (100)
  *   BENCH_FANOUT_WARMUP       unmeasured events per case, first (20)
@@ -73,11 +73,12 @@ function envList (name: string, fallback: string): string[] {
   return (process.env[name] ?? fallback).split(',').map(item => item.trim()).filter(item => item !== '')
 }
 
-type Mode = 'embedded' | 'redis'
+/** `floor`: a bare `ws` broadcast (bench/fanout-floor-server.ts), the least a Node WebSocket server can do, as the reference. */
+type Mode = 'floor' | 'embedded' | 'redis'
 
 const settings = {
-  modes: envList('BENCH_FANOUT_MODES', 'embedded,redis').map(mode => {
-    if (mode !== 'embedded' && mode !== 'redis') throw new Error(`BENCH_FANOUT_MODES: unknown mode ${mode}`)
+  modes: envList('BENCH_FANOUT_MODES', 'floor,embedded,redis').map(mode => {
+    if (mode !== 'floor' && mode !== 'embedded' && mode !== 'redis') throw new Error(`BENCH_FANOUT_MODES: unknown mode ${mode}`)
     return mode as Mode
   }),
   subscribers: envList('BENCH_FANOUT_SUBSCRIBERS', '1000,10000').map(count => {
@@ -565,7 +566,8 @@ async function runMode (mode: Mode, redis: RedisServer | null): Promise<CaseResu
   const replicas = mode === 'redis' ? settings.replicas : 1
   const maxSubscribers = Math.max(...settings.subscribers)
   const redisPrefix = `bench:fanout:${randomUUID()}:`
-  const servers: ServerChild[] = Array.from({ length: replicas }, (_unused, index) => new Child(replicas > 1 ? `service ${index + 1}` : 'service', spawnTs('fanout-server.ts', {
+  const script = mode === 'floor' ? 'fanout-floor-server.ts' : 'fanout-server.ts'
+  const servers: ServerChild[] = Array.from({ length: replicas }, (_unused, index) => new Child(replicas > 1 ? `service ${index + 1}` : 'service', spawnTs(script, {
     [FANOUT_ENV.adminToken]: adminToken,
     [FANOUT_ENV.logLevel]: settings.logLevel,
     ...(redis === null ? {} : { [FANOUT_ENV.redisUrl]: redis.url, [FANOUT_ENV.redisPrefix]: redisPrefix })
@@ -580,7 +582,8 @@ async function runMode (mode: Mode, redis: RedisServer | null): Promise<CaseResu
       urls.push(ready.url)
     }
     const primary = servers[0] as ServerChild
-    const tenant = await createTenant(urls[0] as string, adminToken)
+    // The floor server has no API and takes any token.
+    const tenant = mode === 'floor' ? { accountId: 'floor', accountToken: 'floor' } : await createTenant(urls[0] as string, adminToken)
     primary.send({ type: 'target', accountId: tenant.accountId, name: INSTANCE_NAME })
     await primary.next('target')
     const results: CaseResult[] = []
@@ -619,7 +622,7 @@ function ms (value: number): string {
 }
 
 function verdict (result: CaseResult): { target: string, pass: boolean | null } {
-  if (result.subscribers < TARGET_SUBSCRIBERS) return { target: '-', pass: result.problems.length === 0 ? null : false }
+  if (result.subscribers < TARGET_SUBSCRIBERS || result.mode === 'floor') return { target: '-', pass: result.problems.length === 0 ? null : false }
   return { target: `p99 < ${TARGET_P99_MS}`, pass: result.problems.length === 0 && result.pairs.p99 < TARGET_P99_MS }
 }
 
@@ -650,6 +653,7 @@ function render (results: CaseResult[], startedAt: Date, redisVersion: string | 
       `WS_MAX_BUFFERED_BYTES 1 MiB, ping every 30 s), one process holding every \`ws\` client (bench/fanout-clients.ts, ${settings.concurrency} handshakes in flight while connecting), and the driver. ` +
       'Redis mode: REDIS_URL points at a private redis-server on 127.0.0.1 (store and bus both on Redis; the event goes through PUBLISH/SUBSCRIBE)' +
       (settings.replicas > 1 ? `; ${settings.replicas} service replicas share it, the subscribers spread evenly over them, events recorded on the first, CPU summed over the replicas. ` : '. ') +
+      'Floor mode, the reference: the service process replaced by a bare `ws` WebSocketServer (bench/fanout-floor-server.ts: no Fastify, no auth, no store, no bus) that encodes one envelope of the same shape per event and `send()`s it to every client in one loop, with the same clients, clock and pacing; it has no target of its own and shows what the machine (the kernel\'s loopback TCP path and the clients) costs before any service code runs. ' +
       `Per case: ${settings.warmup} unmeasured warm-up events, then ${settings.events} measured ones, one at a time: each starts once every subscriber has the previous one and at least ${settings.intervalMs} ms after it (at least ${settings.gapMs} ms of quiet between them).`,
     '',
     'Latency = subscriber receipt time (first thing in its `message` handler) − the time `app.recordState()` was called in the service, both `performance.timeOrigin + performance.now()` on one machine (the clocks of the two processes agreed within the IPC round trip, checked per case). ' +
