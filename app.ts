@@ -56,8 +56,19 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
     return503OnClosing: true
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  try {
+    await registerAll(app, options.config)
+  } catch (error) {
+    // A start that fails halfway (a refused key, an unreachable Redis) still releases what it opened: the DATA_DIR lock, connections.
+    await app.close().catch(() => {})
+    throw error
+  }
+  return app
+}
+
+async function registerAll (app: FastifyInstance, config: AppConfig): Promise<void> {
   // Order matters and is the dependency order: config, then state, then guards, then services, then routes.
-  await app.register(configPlugin, { config: options.config })
+  await app.register(configPlugin, { config })
   await app.register(errorHandlerPlugin)
   await app.register(redisPlugin)
   await app.register(storePlugin)
@@ -79,6 +90,4 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
   await app.register(instanceRoutes, { prefix: '/api' })
   await app.register(webhookRoutes, { prefix: '/api' })
   await app.register(eventRoutes)
-
-  return app
 }

@@ -1,8 +1,10 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto'
 
 export interface SecretBox {
   seal: (plaintext: string) => string
   open: (sealed: string) => string
+  /** Names the key without revealing it: equal for equal keys, so processes can check they share one. */
+  fingerprint: string
 }
 
 const VERSION = 'v1'
@@ -15,6 +17,7 @@ const VERSION = 'v1'
 export function createSecretBox (secret: string): SecretBox {
   const key = createHash('sha256').update(`wa-gateway:${secret}`).digest()
   return {
+    fingerprint: createHmac('sha256', key).update('wa-gateway key fingerprint').digest('hex'),
     seal (plaintext) {
       const iv = randomBytes(12)
       const cipher = createCipheriv('aes-256-gcm', key, iv)

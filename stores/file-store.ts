@@ -42,6 +42,7 @@ const JSON_SUFFIX = '.json'
 export async function openFileStore (options: FileStoreOptions): Promise<Store> {
   const root = join(options.dataDir, 'store')
   const dirs = {
+    settings: join(root, 'settings'),
     accounts: join(root, 'accounts'),
     instances: join(root, 'instances'),
     sessions: join(root, 'sessions')
@@ -61,6 +62,8 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
 
   const nameKey = (accountId: string, name: string): string => `${accountId}\u0000${name}`
 
+  const settings = new Map<string, string>()
+  for (const setting of await readRecords<{ name: string, value: string }>(dirs.settings)) settings.set(setting.name, setting.value)
   for (const account of await readRecords<AccountRecord>(dirs.accounts)) {
     accounts.set(account.id, account)
     tokens.set(account.tokenHash, { kind: 'account', accountId: account.id })
@@ -133,6 +136,14 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
     async close () {
       while (pendingWrites.size > 0) await Promise.allSettled([...pendingWrites])
       await releaseLock()
+    },
+
+    async claimSetting (name, value) {
+      const kept = settings.get(name)
+      if (kept !== undefined) return kept
+      settings.set(name, value)
+      await writeJson(dirs.settings, name, { name, value })
+      return value
     },
 
     async createAccount (account) {

@@ -96,6 +96,7 @@ export function createRedisStore (options: RedisStoreOptions): Store {
   }
 
   const key = {
+    setting: (name: string) => `${prefix}setting:${name}`,
     account: (id: string) => `${prefix}account:${id}`,
     accounts: `${prefix}accounts`,
     token: (hash: string) => `${prefix}token:${hash}`,
@@ -128,6 +129,12 @@ export function createRedisStore (options: RedisStoreOptions): Store {
 
     async close () {
       // Every command is acknowledged before its promise resolves: nothing is buffered here.
+    },
+
+    async claimSetting (name, value) {
+      // A kept value is never changed, so reading it after a refused SET NX cannot race.
+      await redis.set(key.setting(name), value, 'NX')
+      return await redis.get(key.setting(name)) ?? value
     },
 
     async createAccount (account) {

@@ -93,6 +93,13 @@ export interface Store {
   /** Waits for pending writes, then releases the backend. */
   close: () => Promise<void>
 
+  /**
+   * Keeps `value` under `name` unless a value is already kept there, and
+   * returns the kept one: the first writer wins, for good. Used for facts every
+   * process on this store must agree on, such as which key seals the secrets.
+   */
+  claimSetting: (name: string, value: string) => Promise<string>
+
   createAccount: (account: AccountRecord) => Promise<void>
   listAccounts: () => Promise<AccountRecord[]>
   findTokenOwner: (tokenHash: string) => Promise<TokenOwner | null>

@@ -33,6 +33,15 @@ async function redisBackend (t: Test): Promise<Backend | null> {
 
 function conformance (name: string, backend: Backend): void {
   t.test(`${name} store`, async t => {
+    t.test('a setting is kept by its first writer, for good, and survives a restart', async t => {
+      const open = await backend(t)
+      const store = await open()
+      const claims = await Promise.all(['a', 'b', 'c'].map(async value => await store.claimSetting('shared', value)))
+      t.equal(new Set(claims).size, 1, 'concurrent claims agree on one value')
+      t.equal(await store.claimSetting('shared', 'later'), claims[0])
+      t.equal(await (await open()).claimSetting('shared', 'after-restart'), claims[0])
+    })
+
     t.test('accounts are found by token hash and listed', async t => {
       const store = await (await backend(t))()
       const account = accountRecord()

@@ -28,6 +28,8 @@ export interface TestAppOptions {
 }
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
+/** Shared by every test app, as replicas and restarts on one store must share it. */
+export const ENCRYPTION_KEY = 'test-encryption-key-0123456789abcdef'
 
 /** Builds the app as server.ts does, with test settings, and closes it when the test ends. */
 export async function startApp (t: Test, options: TestAppOptions = {}): Promise<TestApp> {
@@ -39,6 +41,7 @@ export async function startApp (t: Test, options: TestAppOptions = {}): Promise<
   const config = loadConfig({
     LOG_LEVEL: 'info',
     ADMIN_TOKEN,
+    ENCRYPTION_KEY,
     DATA_DIR: dataDir,
     HOST: '127.0.0.1',
     PORT: '0',
