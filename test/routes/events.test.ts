@@ -178,6 +178,17 @@ t.test('a peer that stops answering pings is terminated; shutdown closes clients
   t.same(await healthy.closed, { code: 1001, reason: 'Server shutting down' })
 })
 
+t.test('pings are spread over the interval, not sent to every client at once', async t => {
+  const service = await startApp(t, { env: { WS_PING_INTERVAL_MS: '1000' } })
+  const { accountToken } = await createTenant(service)
+  const clients = await Promise.all(Array.from({ length: 20 }, async () => await openStream(t, service.url, '/ws', { token: accountToken })))
+  const firstPings = await Promise.all(clients.map(async client => await new Promise<number>(resolve => {
+    client.socket.once('ping', () => { resolve(performance.now()) })
+  })))
+  const spread = Math.max(...firstPings) - Math.min(...firstPings)
+  t.ok(spread >= 500, `the first pings of 20 clients span ${spread.toFixed(0)} ms of the 1000 ms interval`)
+})
+
 t.test('two app instances on one Redis: a /ws client on the second sees events driven through the first', async t => {
   const redis = (await backends(t)).find(backend => backend.name === 'redis')
   if (redis === undefined) return
