@@ -9,6 +9,10 @@
  * - `POST /api/instance/reconnect/<name>` for an instance with no saved session:
  *   the documented 400 ("Instance has no saved session, call /connect first").
  *
+ * Every app case is measured right after a fresh window on the bare route and
+ * judged against that window: on a shared VM the machine's speed drifts by a
+ * third within minutes, and one baseline at the start would mostly measure that.
+ *
  * Each server runs in its own child process (bench/server.ts) so the load
  * generator, which runs here, never competes with it for an event loop.
  * Results go to the console and to bench/RESULTS.md, between the markers of the
@@ -99,6 +103,12 @@ interface CaseResult {
   otherCpuPercent: number | null
   /** Human-readable problems with what the server answered; empty when every response was the expected one. */
   problems: string[]
+  /**
+   * The bare route, measured in the window right before this case: the case is
+   * judged against it, so a machine whose speed drifts during the run (shared
+   * VMs do, by a third within minutes) compares like with like.
+   */
+  baseline?: CaseResult
 }
 
 interface NotRun {
@@ -377,7 +387,7 @@ function appCases (store: 'file' | 'redis', token: string): CaseSpec[] {
 
 const BARE_CASE: CaseSpec = { id: 'bare', store: 'bare', route: 'GET /bare (plain Fastify, no plugins)', method: 'GET', path: '/bare', expectedStatus: 200 }
 
-async function runApp (store: 'file' | 'redis', redis: RedisServer | null): Promise<CaseResult[]> {
+async function runApp (store: 'file' | 'redis', redis: RedisServer | null, bare: ServerProcess): Promise<CaseResult[]> {
   const adminToken = randomBytes(24).toString('hex')
   const server = await startServer('app', {
     [SERVER_ENV.adminToken]: adminToken,
@@ -389,7 +399,10 @@ async function runApp (store: 'file' | 'redis', redis: RedisServer | null): Prom
     if (server.store !== store) throw new Error(`expected the ${store} store, the app opened ${String(server.store)}`)
     const token = await createTenant(server.url, adminToken)
     const results: CaseResult[] = []
-    for (const spec of appCases(store, token)) results.push(await measure(server, redis, spec))
+    for (const spec of appCases(store, token)) {
+      const baseline = await measure(bare, null, BARE_CASE)
+      results.push({ ...await measure(server, redis, spec), baseline })
+    }
     return results
   } finally {
     await server.stop()
@@ -431,8 +444,11 @@ function command (): string {
 
 interface Verdict { ratio: number | null, target: number | null, pass: boolean | null }
 
-function verdict (outcome: Outcome, bareRps: number | null): Verdict {
+/** A case against the bare window measured right before it. */
+function verdict (outcome: Outcome): Verdict {
   const target = TARGETS[outcome.spec.store]
+  const bare = outcome.ran ? outcome.baseline : undefined
+  const bareRps = bare !== undefined && bare.problems.length === 0 ? bare.rps : null
   if (!outcome.ran || bareRps === null || bareRps === 0) return { ratio: null, target, pass: target === null ? null : false }
   const ratio = outcome.rps / bareRps
   if (target === null) return { ratio, target, pass: null }
@@ -448,29 +464,29 @@ function cpuRatio (outcome: CaseResult, bareCpu: number | null): string {
 const pct = (value: number): string => `${(value * 100).toFixed(1)} %`
 const int = (value: number): string => Math.round(value).toLocaleString('en-US')
 
-function table (outcomes: Outcome[], bareRps: number | null): string {
-  const bare = outcomes[0]
-  const bareCpu = bare?.ran === true && bare.spec.store === 'bare' ? bare.serverCpuPerRequest : null
+function table (outcomes: Outcome[]): string {
   const rows = [
-    '| Case | Store | Route | req/s (mean) | p50 (ms) | p99 (ms) | Requests | Errors | Non-2xx | Statuses | Server CPU/req (µs) | Redis CPU/req (µs) | Other load | vs bare (CPU/req) | vs bare (req/s) | Target | Result |',
-    '|---|---|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|---|'
+    '| Case | Store | Route | req/s (mean) | p50 (ms) | p99 (ms) | Requests | Errors | Non-2xx | Statuses | Server CPU/req (µs) | Redis CPU/req (µs) | Other load | Bare route just before: req/s | its CPU/req (µs) | vs bare (CPU/req) | vs bare (req/s) | Target | Result |',
+    '|---|---|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|'
   ]
   for (const outcome of outcomes) {
-    const { ratio, target, pass } = verdict(outcome, bareRps)
-    const disturbed = outcome.ran && (isNoisy(outcome) || (bare?.ran === true && isNoisy(bare)))
+    const { ratio, target, pass } = verdict(outcome)
+    const bare = outcome.ran ? outcome.baseline : undefined
+    const bareCpu = bare === undefined ? null : bare.serverCpuPerRequest
+    const disturbed = outcome.ran && (isNoisy(outcome) || (bare !== undefined && isNoisy(bare)))
     const result = (pass === null ? (outcome.ran && outcome.problems.length > 0 ? 'INVALID' : 'baseline') : pass ? 'PASS' : 'FAIL') + (disturbed ? ' (disturbed)' : '')
     const targetText = target === null ? '-' : `>= ${pct(target)}`
     if (!outcome.ran) {
-      rows.push(`| ${outcome.spec.id} | ${outcome.spec.store} | \`${outcome.spec.route}\` | not run | | | | | | | | | | | | ${targetText} | FAIL (${outcome.reason}) |`)
+      rows.push(`| ${outcome.spec.id} | ${outcome.spec.store} | \`${outcome.spec.route}\` | not run | | | | | | | | | | | | | | ${targetText} | FAIL (${outcome.reason}) |`)
       continue
     }
     const statuses = Object.entries(outcome.statusCodes).map(([code, count]) => `${code}: ${int(count)}`).join(', ')
-    rows.push(`| ${outcome.spec.id} | ${outcome.spec.store} | \`${outcome.spec.route}\` | ${int(outcome.rps)} | ${outcome.p50} | ${outcome.p99} | ${int(outcome.requests)} | ${outcome.errors} | ${int(outcome.non2xx)} | ${statuses} | ${outcome.serverCpuPerRequest.toFixed(1)} | ${outcome.redisCpuPerRequest === null ? '-' : outcome.redisCpuPerRequest.toFixed(1)} | ${outcome.otherCpuPercent === null ? '?' : `${outcome.otherCpuPercent.toFixed(0)} %`} | ${cpuRatio(outcome, bareCpu)} | ${ratio === null ? '-' : pct(ratio)} | ${targetText} | ${result}${outcome.problems.length > 0 && pass !== null ? ' (wrong responses)' : ''} |`)
+    rows.push(`| ${outcome.spec.id} | ${outcome.spec.store} | \`${outcome.spec.route}\` | ${int(outcome.rps)} | ${outcome.p50} | ${outcome.p99} | ${int(outcome.requests)} | ${outcome.errors} | ${int(outcome.non2xx)} | ${statuses} | ${outcome.serverCpuPerRequest.toFixed(1)} | ${outcome.redisCpuPerRequest === null ? '-' : outcome.redisCpuPerRequest.toFixed(1)} | ${outcome.otherCpuPercent === null ? '?' : `${outcome.otherCpuPercent.toFixed(0)} %`} | ${bare === undefined ? '-' : int(bare.rps)} | ${bareCpu === null ? '-' : bareCpu.toFixed(1)} | ${cpuRatio(outcome, bareCpu)} | ${ratio === null ? '-' : pct(ratio)} | ${targetText} | ${result}${outcome.problems.length > 0 && pass !== null ? ' (wrong responses)' : ''} |`)
   }
   return rows.join('\n')
 }
 
-function section (outcomes: Outcome[], bareRps: number | null, info: Machine, date: Date): string {
+function section (outcomes: Outcome[], info: Machine, date: Date): string {
   const problems = outcomes.flatMap(outcome => outcome.ran ? outcome.problems.map(problem => `- ${outcome.spec.id}: ${problem}`) : [])
   const noisy = noisyCases(outcomes)
   return [
@@ -484,20 +500,21 @@ function section (outcomes: Outcome[], bareRps: number | null, info: Machine, da
     `Command: \`${command()}\``,
     '',
     `Load: autocannon, ${settings.connections} connections, pipelining ${settings.pipelining}, ${settings.duration} s measured per case after ${settings.warmup} s of unmeasured warm-up. ` +
-      'The load generator runs in the parent process; each server runs in its own child process (bench/server.ts), one at a time.',
+      'The load generator runs in the parent process; each server runs in its own child process (bench/server.ts). ' +
+      'Every app case comes right after a fresh window of the same length on the bare route (its server stays up, idle in between) and is judged against that window, so a drift of the machine\'s speed during the run cancels out.',
     '',
     `App settings: LOG_LEVEL=${settings.logLevel}, auth by \`token\` header (an account token), rate limiting on with RATE_LIMIT_MAX=${RATE_LIMIT_MAX}. ` +
       'The account and instance are created over HTTP before the measurements. The reconnect case targets an instance with no saved session; ' +
       'every response under load must be a 400 (a sample is also checked for the message, before and after the load, so a 429 from the limiter cannot pass for it).',
     '',
-    table(outcomes, bareRps),
+    table(outcomes),
     '',
     '"Server CPU/req" is the server process\'s CPU time divided by the requests it completed; "Other load" is the CPU that processes other than this benchmark ' +
       '(its load generator, server and redis-server) used during the case, as a share of all cores: req/s is only comparable between cases when it is near 0. ' +
       '"vs bare (CPU/req)" is the bare route\'s server CPU per request over this case\'s (server plus redis-server): a ratio that other load disturbs much less, for information; the targets are judged on req/s.',
     ...(noisy.length > 0 ? ['', `**Warning:** other processes used more than ${NOISE_LIMIT_PERCENT} % of the machine during ${noisy.join(', ')}; req/s and the ratios are disturbed (marked "(disturbed)", including every case when the bare baseline was). Rerun on a quiet machine.`] : []),
     '',
-    `Targets: req/s of each app route >= ${pct(TARGETS.file)} of the bare route on the embedded file store, >= ${pct(TARGETS.redis)} with Redis (REDIS_URL set, private redis-server on 127.0.0.1), bare route measured in the same run.`,
+    `Targets: req/s of each app route >= ${pct(TARGETS.file)} of the bare route on the embedded file store, >= ${pct(TARGETS.redis)} with Redis (REDIS_URL set, private redis-server on 127.0.0.1), bare route measured right before each case.`,
     ...(problems.length > 0 ? ['', 'Problems:', ...problems] : []),
     END_MARKER
   ].join('\n')
@@ -522,39 +539,34 @@ async function main (): Promise<void> {
   console.log(`bench:http: ${settings.connections} connections, pipelining ${settings.pipelining}, ${settings.warmup} s warm-up + ${settings.duration} s per case`)
   const outcomes: Outcome[] = []
 
-  console.log('bare Fastify baseline')
+  let redisVersion = 'not run'
   const bare = await startServer('bare', {})
   try {
-    outcomes.push(await measure(bare, null, BARE_CASE))
+    console.log('app, embedded file store (each case right after a bare Fastify window)')
+    outcomes.push(...await runApp('file', null, bare))
+
+    console.log('app, Redis store (each case right after a bare Fastify window)')
+    if (settings.noRedis) {
+      outcomes.push(...appCases('redis', '').map(spec => ({ spec, ran: false as const, reason: 'BENCH_NO_REDIS=1' })))
+    } else {
+      const redis = await startRedis()
+      redisVersion = redis.version
+      try {
+        outcomes.push(...await runApp('redis', redis, bare))
+      } finally {
+        await redis.stop()
+      }
+    }
   } finally {
     await bare.stop()
   }
 
-  console.log('app, embedded file store')
-  outcomes.push(...await runApp('file', null))
-
-  let redisVersion = 'not run'
-  console.log('app, Redis store')
-  if (settings.noRedis) {
-    outcomes.push(...appCases('redis', '').map(spec => ({ spec, ran: false as const, reason: 'BENCH_NO_REDIS=1' })))
-  } else {
-    const redis = await startRedis()
-    redisVersion = redis.version
-    try {
-      outcomes.push(...await runApp('redis', redis))
-    } finally {
-      await redis.stop()
-    }
-  }
-
-  const bareOutcome = outcomes[0]
-  const bareRps = bareOutcome?.ran === true && bareOutcome.problems.length === 0 ? bareOutcome.rps : null
   const info = machine(redisVersion)
-  const text = section(outcomes, bareRps, info, date)
+  const text = section(outcomes, info, date)
   await writeResults(text)
 
   console.log('')
-  console.log(table(outcomes, bareRps))
+  console.log(table(outcomes))
   console.log('')
   console.log(`targets: file store >= ${pct(TARGETS.file)} of bare, Redis >= ${pct(TARGETS.redis)} of bare`)
   console.log(`machine: ${info.cpu}, ${info.cores} cores, ${info.memoryGiB} GiB, Node ${info.node}`)
@@ -564,10 +576,10 @@ async function main (): Promise<void> {
 
   const failed = outcomes.some(outcome => {
     if (outcome.ran && outcome.problems.length > 0) return true
-    return verdict(outcome, bareRps).pass === false
+    return verdict(outcome).pass === false
   })
   for (const outcome of outcomes) {
-    const { pass } = verdict(outcome, bareRps)
+    const { pass } = verdict(outcome)
     if (pass !== null) console.log(`${pass ? 'PASS' : 'FAIL'} ${outcome.spec.id}`)
   }
   if (failed) process.exitCode = 1
