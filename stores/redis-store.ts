@@ -66,12 +66,29 @@ for i = 2 + count * 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
 return 1
 `
 
+// Every field of an instance hash holds a JSON value, so the hash is sent back as one JSON object:
+// one string to read and parse instead of two per field, on the reads every request makes.
+const INSTANCE_AS_JSON = `
+local function instanceAsJson (key)
+  local fields = redis.call('HGETALL', key)
+  if #fields == 0 then return false end
+  local members = {}
+  for i = 1, #fields, 2 do members[#members + 1] = '"' .. fields[i] .. '":' .. fields[i + 1] end
+  return '{' .. table.concat(members, ',') .. '}'
+end
+`
+
+// KEYS: instance hash.
+const GET_INSTANCE = `${INSTANCE_AS_JSON}
+return instanceAsJson(KEYS[1])
+`
+
 // KEYS: the account's name index. ARGV: name, instance key prefix. One round trip instead of two
 // on the hottest read; the instance key is derived in the script, so this store is not for Redis Cluster.
-const FIND_INSTANCE = `
+const FIND_INSTANCE = `${INSTANCE_AS_JSON}
 local id = redis.call('HGET', KEYS[1], ARGV[1])
-if not id then return {} end
-return redis.call('HGETALL', ARGV[2] .. id)
+if not id then return false end
+return instanceAsJson(ARGV[2] .. id)
 `
 
 const CREDS_FIELD = 'creds'
@@ -81,7 +98,8 @@ type ScriptedRedis = Redis & {
   waUpdateInstance: (...args: Array<string | number>) => Promise<string[] | null>
   waUpdateInstanceIfUnchanged: (...args: Array<string | number>) => Promise<string[] | 'changed' | null>
   waWriteSession: (...args: Array<string | number>) => Promise<number>
-  waFindInstance: (namesKey: string, name: string, instancePrefix: string) => Promise<string[]>
+  waGetInstance: (instanceKey: string) => Promise<string | null>
+  waFindInstance: (namesKey: string, name: string, instancePrefix: string) => Promise<string | null>
 }
 
 export function createRedisStore (options: RedisStoreOptions): Store {
@@ -92,6 +110,7 @@ export function createRedisStore (options: RedisStoreOptions): Store {
     redis.defineCommand('waUpdateInstance', { numberOfKeys: 1, lua: UPDATE_INSTANCE })
     redis.defineCommand('waUpdateInstanceIfUnchanged', { numberOfKeys: 1, lua: UPDATE_INSTANCE_IF_UNCHANGED })
     redis.defineCommand('waWriteSession', { numberOfKeys: 2, lua: WRITE_SESSION })
+    redis.defineCommand('waGetInstance', { numberOfKeys: 1, lua: GET_INSTANCE })
     redis.defineCommand('waFindInstance', { numberOfKeys: 1, lua: FIND_INSTANCE })
   }
 
@@ -167,11 +186,11 @@ export function createRedisStore (options: RedisStoreOptions): Store {
     },
 
     async getInstance (instanceId) {
-      return decodeInstance(await redis.hgetall(key.instance(instanceId)))
+      return parseInstance(await redis.waGetInstance(key.instance(instanceId)))
     },
 
     async findInstanceByName (accountId, name) {
-      return decodeInstance(pairsToObject(await redis.waFindInstance(key.instanceNames(accountId), name, key.instance(''))))
+      return parseInstance(await redis.waFindInstance(key.instanceNames(accountId), name, key.instance('')))
     },
 
     async listInstances (accountId) {
@@ -256,6 +275,12 @@ function encodeFields (record: object): string[] {
 function decodeInstance (fields: Record<string, string>): InstanceRecord | null {
   if (fields.id === undefined) return null
   return Object.fromEntries(Object.entries(fields).map(([field, value]) => [field, JSON.parse(value)])) as InstanceRecord
+}
+
+function parseInstance (json: string | null): InstanceRecord | null {
+  if (json === null) return null
+  const instance = JSON.parse(json) as Partial<InstanceRecord>
+  return instance.id === undefined ? null : instance as InstanceRecord
 }
 
 function pairsToObject (pairs: string[]): Record<string, string> {
