@@ -22,6 +22,18 @@ export interface RedisStoreOptions {
  * name, or a late session write racing a delete, can never interleave.
  */
 
+// Every field of an instance hash holds a JSON value, so the hash is sent back as one JSON object:
+// one string to read and parse instead of two per field, on the reads every request makes.
+const INSTANCE_AS_JSON = `
+local function instanceAsJson (key)
+  local fields = redis.call('HGETALL', key)
+  if #fields == 0 then return false end
+  local members = {}
+  for i = 1, #fields, 2 do members[#members + 1] = '"' .. fields[i] .. '":' .. fields[i + 1] end
+  return '{' .. table.concat(members, ',') .. '}'
+end
+`
+
 // KEYS: account's name index, token key, instance hash, all-instances set.
 // ARGV: name, id, quota, token owner JSON, then field/value pairs of the instance hash.
 const CREATE_INSTANCE = `
@@ -37,23 +49,23 @@ return 'created'
 
 // KEYS: instance hash. ARGV: '1' to raise the event counter (else '0'), then field/value pairs.
 // Never recreates a deleted instance; the counter rises in the same step as the change it numbers.
-const UPDATE_INSTANCE = `
+const UPDATE_INSTANCE = `${INSTANCE_AS_JSON}
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'seq', 1) end
-return redis.call('HGETALL', KEYS[1])
+return instanceAsJson(KEYS[1])
 `
 
 // KEYS: instance hash. ARGV: number of expected pairs, the expected field/value pairs, then the pairs to set.
 // The check and the write run in one script, so no other update can land between them.
-const UPDATE_INSTANCE_IF_UNCHANGED = `
+const UPDATE_INSTANCE_IF_UNCHANGED = `${INSTANCE_AS_JSON}
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
 local expected = tonumber(ARGV[1])
 for i = 2, 1 + expected * 2, 2 do
   if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return 'changed' end
 end
 for i = 2 + expected * 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return redis.call('HGETALL', KEYS[1])
+return instanceAsJson(KEYS[1])
 `
 
 // KEYS: instance hash, session hash. ARGV: number of pairs to set, the pairs, then names to delete.
@@ -64,18 +76,6 @@ local count = tonumber(ARGV[1])
 for i = 2, 1 + count * 2, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 for i = 2 + count * 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
 return 1
-`
-
-// Every field of an instance hash holds a JSON value, so the hash is sent back as one JSON object:
-// one string to read and parse instead of two per field, on the reads every request makes.
-const INSTANCE_AS_JSON = `
-local function instanceAsJson (key)
-  local fields = redis.call('HGETALL', key)
-  if #fields == 0 then return false end
-  local members = {}
-  for i = 1, #fields, 2 do members[#members + 1] = '"' .. fields[i] .. '":' .. fields[i + 1] end
-  return '{' .. table.concat(members, ',') .. '}'
-end
 `
 
 // KEYS: instance hash.
@@ -95,8 +95,8 @@ const CREDS_FIELD = 'creds'
 
 type ScriptedRedis = Redis & {
   waCreateInstance: (...args: Array<string | number>) => Promise<CreateInstanceResult>
-  waUpdateInstance: (...args: Array<string | number>) => Promise<string[] | null>
-  waUpdateInstanceIfUnchanged: (...args: Array<string | number>) => Promise<string[] | 'changed' | null>
+  waUpdateInstance: (...args: Array<string | number>) => Promise<string | null>
+  waUpdateInstanceIfUnchanged: (...args: Array<string | number>) => Promise<string | null>
   waWriteSession: (...args: Array<string | number>) => Promise<number>
   waGetInstance: (instanceKey: string) => Promise<string | null>
   waFindInstance: (namesKey: string, name: string, instancePrefix: string) => Promise<string | null>
@@ -128,12 +128,13 @@ export function createRedisStore (options: RedisStoreOptions): Store {
   async function readInstances (ids: string[]): Promise<InstanceRecord[]> {
     if (ids.length === 0) return []
     const pipeline = redis.pipeline()
-    for (const id of ids) pipeline.hgetall(key.instance(id))
+    // defineCommand gives pipelines the scripts too.
+    for (const id of ids) void (pipeline as unknown as ScriptedRedis).waGetInstance(key.instance(id))
     const replies = await pipeline.exec() ?? []
     const records: InstanceRecord[] = []
-    for (const [error, fields] of replies) {
+    for (const [error, json] of replies) {
       if (error !== null) throw error
-      const record = decodeInstance(fields as Record<string, string>)
+      const record = parseInstance(json as string | null)
       if (record !== null) records.push(record)
     }
     return records
@@ -204,19 +205,18 @@ export function createRedisStore (options: RedisStoreOptions): Store {
     async updateInstance (instanceId, patch: InstancePatch, options = {}) {
       const fields = encodeFields({ ...patch, updatedAt: new Date().toISOString() })
       const reply = await redis.waUpdateInstance(key.instance(instanceId), options.nextSeq === true ? '1' : '0', ...fields)
-      return reply === null ? null : decodeInstance(pairsToObject(reply))
+      return parseInstance(reply)
     },
 
     async updateInstanceIfUnchanged (instanceId, expected, patch) {
       const expectedFields = encodeFields(expected)
       const fields = encodeFields({ ...patch, updatedAt: new Date().toISOString() })
       const reply = await redis.waUpdateInstanceIfUnchanged(key.instance(instanceId), expectedFields.length / 2, ...expectedFields, ...fields)
-      if (reply === null || reply === 'changed') return reply
-      return decodeInstance(pairsToObject(reply))
+      return reply === 'changed' ? reply : parseInstance(reply)
     },
 
     async deleteInstance (instanceId) {
-      const instance = decodeInstance(await redis.hgetall(key.instance(instanceId)))
+      const instance = parseInstance(await redis.waGetInstance(key.instance(instanceId)))
       if (instance === null) return false
       // One transaction, so no reader ever sees the token without its instance or the reverse.
       await redis.multi()
@@ -272,19 +272,9 @@ function encodeFields (record: object): string[] {
   return pairs
 }
 
-function decodeInstance (fields: Record<string, string>): InstanceRecord | null {
-  if (fields.id === undefined) return null
-  return Object.fromEntries(Object.entries(fields).map(([field, value]) => [field, JSON.parse(value)])) as InstanceRecord
-}
-
 function parseInstance (json: string | null): InstanceRecord | null {
   if (json === null) return null
   const instance = JSON.parse(json) as Partial<InstanceRecord>
   return instance.id === undefined ? null : instance as InstanceRecord
 }
 
-function pairsToObject (pairs: string[]): Record<string, string> {
-  const object: Record<string, string> = {}
-  for (let i = 0; i + 1 < pairs.length; i += 2) object[pairs[i] as string] = pairs[i + 1] as string
-  return object
-}
