@@ -57,13 +57,15 @@ export function machineBusyMs (): number | null {
 }
 
 /**
- * Replaces the section between `<!-- bench:NAME:start -->` and
- * `<!-- bench:NAME:end -->` of a results file (re-read right before writing,
- * so benchmarks run one after another keep each other's sections).
+ * Writes `body` as the section of a results file between
+ * `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`, replacing the
+ * previous one (the file is re-read right before writing, so benchmarks run
+ * one after another keep each other's sections).
  */
-export async function writeResultsSection (path: string, name: string, section: string): Promise<void> {
+export async function writeResultsSection (path: string, name: string, body: string): Promise<void> {
   const startMarker = `<!-- bench:${name}:start -->`
   const endMarker = `<!-- bench:${name}:end -->`
+  const section = `${startMarker}\n${body}\n${endMarker}`
   let current = ''
   try {
     current = await readFile(path, 'utf8')

@@ -59,8 +59,6 @@ const here = dirname(fileURLToPath(import.meta.url))
 const projectRoot = resolve(here, '..')
 const TS_LOADER = '@tapjs/typescript/import'
 const INSTANCE_NAME = 'fanout'
-const START_MARKER = '<!-- bench:fanout:start -->'
-const END_MARKER = '<!-- bench:fanout:end -->'
 /** p99 latency target (ms) for the cases with at least TARGET_SUBSCRIBERS subscribers. */
 const TARGET_P99_MS = 50
 const TARGET_SUBSCRIBERS = 10_000
@@ -639,7 +637,6 @@ function render (results: CaseResult[], startedAt: Date, redisVersion: string | 
   const percent = (cpuMs: number | null, wallMs: number): string => cpuMs === null || wallMs <= 0 ? '-' : `${(cpuMs / wallMs * 100).toFixed(0)} %`
   const noisy = results.filter(result => result.cpu.otherPercent !== null && result.cpu.otherPercent > NOISE_LIMIT_PERCENT)
   const lines = [
-    START_MARKER,
     '## WebSocket fan-out (bench/fanout.ts)',
     '',
     `Date: ${startedAt.toISOString()}`,
@@ -680,8 +677,7 @@ function render (results: CaseResult[], startedAt: Date, redisVersion: string | 
       return `| ${modeLabel(result)} | ${count(result.subscribers)} | ${pair(result.first)} | ${pair(result.toPublish)} | ${pair(result.toLoopEnd)} | ${pair(result.publishToLoopEnd)} | ${pair(result.loopEndToLast)} | ${perEvent === null ? '-' : ms(perEvent)} | ${perEvent === null ? '-' : (perEvent * 1000 / result.subscribers).toFixed(1)} | ${percent(result.cpu.serviceMs, result.cpu.wallMs)} | ${percent(result.cpu.clientsMs, result.cpu.wallMs)} | ${percent(result.cpu.redisMs, result.cpu.wallMs)} | ${other} | ${result.attempts} |`
     }),
     ...results.filter(result => result.problems.length > 0).flatMap(result => ['', `**${caseLabel(result.mode, result.replicas, result.subscribers)}:** ${result.problems.join('; ')}.`]),
-    ...(noisy.length > 0 ? ['', `**Warning:** other processes used more than ${NOISE_LIMIT_PERCENT} % of the machine during ${noisy.map(result => caseLabel(result.mode, result.replicas, result.subscribers)).join(', ')}; those latencies are disturbed. Rerun on a quiet machine.`] : []),
-    END_MARKER
+    ...(noisy.length > 0 ? ['', `**Warning:** other processes used more than ${NOISE_LIMIT_PERCENT} % of the machine during ${noisy.map(result => caseLabel(result.mode, result.replicas, result.subscribers)).join(', ')}; those latencies are disturbed. Rerun on a quiet machine.`] : [])
   ]
   return lines.join('\n')
 }

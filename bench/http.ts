@@ -49,8 +49,6 @@ const projectRoot = resolve(here, '..')
 const TS_LOADER = '@tapjs/typescript/import'
 const INSTANCE_NAME = 'bench'
 const NO_SESSION_MESSAGE = 'Instance has no saved session, call /connect first'
-const START_MARKER = '<!-- bench:http:start -->'
-const END_MARKER = '<!-- bench:http:end -->'
 const RATE_LIMIT_MAX = '100000000'
 
 const settings = {
@@ -490,7 +488,6 @@ function section (outcomes: Outcome[], info: Machine, date: Date): string {
   const problems = outcomes.flatMap(outcome => outcome.ran ? outcome.problems.map(problem => `- ${outcome.spec.id}: ${problem}`) : [])
   const noisy = noisyCases(outcomes)
   return [
-    START_MARKER,
     '## HTTP (bench/http.ts)',
     '',
     `Date: ${date.toISOString()}`,
@@ -515,8 +512,7 @@ function section (outcomes: Outcome[], info: Machine, date: Date): string {
     ...(noisy.length > 0 ? ['', `**Warning:** other processes used more than ${NOISE_LIMIT_PERCENT} % of the machine during ${noisy.join(', ')}; req/s and the ratios are disturbed (marked "(disturbed)", including every case when the bare baseline was). Rerun on a quiet machine.`] : []),
     '',
     `Targets: req/s of each app route >= ${pct(TARGETS.file)} of the bare route on the embedded file store, >= ${pct(TARGETS.redis)} with Redis (REDIS_URL set, private redis-server on 127.0.0.1), bare route measured right before each case.`,
-    ...(problems.length > 0 ? ['', 'Problems:', ...problems] : []),
-    END_MARKER
+    ...(problems.length > 0 ? ['', 'Problems:', ...problems] : [])
   ].join('\n')
 }
 

@@ -30,14 +30,14 @@
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { access, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
+import { access, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { arch, cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8'
 import type { FastifyInstance } from 'fastify'
+import { machineBusyMs as machineBusyMsOrNull, processCpuMs as processCpuMsOrNull, writeResultsSection } from './common.js'
 import type { WaServerMessage, WaServerStats } from './sessions-wa-server.js'
 
 const PHASE_ENV = 'BENCH_SESSIONS_PHASE'
@@ -637,28 +637,9 @@ async function startWaServer (buildDir: string): Promise<{ child: ChildProcess, 
   return { child, url, stats }
 }
 
-/** CPU time (ms) of one process so far, from /proc; 0 where there is no /proc. */
-function processCpuMs (pid: number | undefined): number {
-  if (pid === undefined) return 0
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 10
-  } catch {
-    return 0
-  }
-}
-
-/** Busy CPU time (ms) of the whole machine so far, from /proc/stat. */
-function machineBusyMs (): number {
-  try {
-    const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number)
-    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields
-    return (user + nice + system + irq + softirq + steal) * 10
-  } catch {
-    return 0
-  }
-}
+/** The CPU counters of bench/common.ts, 0 where there is no /proc, so the noise arithmetic below stays plain. */
+const processCpuMs = (pid: number | undefined): number => processCpuMsOrNull(pid) ?? 0
+const machineBusyMs = (): number => machineBusyMsOrNull() ?? 0
 
 interface Noise { phase: string, seconds: number, otherPercent: number, waitedSeconds: number }
 
@@ -916,32 +897,9 @@ async function orchestrate (): Promise<void> {
 
   console.log('\n' + section + '\n')
   if (options.write) {
-    await writeSection(section)
+    await writeResultsSection(resultsPath, 'sessions', section)
     console.error(`written to ${resultsPath}`)
   }
-}
-
-/** Replaces only this benchmark's section of RESULTS.md, read right before writing. */
-async function writeSection (section: string): Promise<void> {
-  const start = '<!-- bench:sessions:start -->'
-  const end = '<!-- bench:sessions:end -->'
-  const block = `${start}\n${section}\n${end}`
-  let current: string | null = null
-  try {
-    current = await readFile(resultsPath, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-  }
-  let next: string
-  if (current === null) {
-    next = `# Benchmarks\n\n${block}\n`
-  } else {
-    const from = current.indexOf(start)
-    const to = current.indexOf(end, from)
-    if (from !== -1 && to !== -1) next = current.slice(0, from) + block + current.slice(to + end.length)
-    else next = `${current.replace(/\s*$/, '')}\n\n${block}\n`
-  }
-  await writeFile(resultsPath, next)
 }
 
 // ---------------------------------------------------------------------------
