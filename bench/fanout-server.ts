@@ -14,42 +14,27 @@
  *   `--cpu-prof`), started and stopped around the measured events only, the
  *   profile written as a .cpuprofile file.
  */
-import { randomUUID } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { FastifyInstance } from 'fastify'
-import { buildApp } from '../app.js'
-import { loadConfig } from '../config/index.js'
 import type { ConnectionState } from '../stores/store.js'
+import { type BenchApp, startBenchApp } from './bench-app.js'
 import { DETAIL_PREFIX, FANOUT_ENV, openFilesLimit, type ServerReply, type ServerRequest, wallNow } from './fanout-protocol.js'
 
 function send (message: ServerReply): void {
   if (process.send !== undefined) process.send(message)
 }
 
-async function start (): Promise<{ app: FastifyInstance, dataDir: string, url: string }> {
+async function start (): Promise<BenchApp> {
   const adminToken = process.env[FANOUT_ENV.adminToken]
   if (adminToken === undefined) throw new Error(`${FANOUT_ENV.adminToken} is not set`)
-  const dataDir = await mkdtemp(join(tmpdir(), 'wa-bench-fanout-'))
-  const config = loadConfig({
-    LOG_LEVEL: process.env[FANOUT_ENV.logLevel] ?? 'warn',
-    ADMIN_TOKEN: adminToken,
-    DATA_DIR: dataDir,
-    HOST: '127.0.0.1',
-    PORT: '0',
-    // Nothing in a benchmark may try to reach the real WhatsApp.
-    WA_WS_URL: 'ws://127.0.0.1:1/ws/chat',
-    // Every WebSocket upgrade counts against the caller's token: the limit stays on, out of reach.
-    RATE_LIMIT_MAX: '1000000000',
-    REDIS_URL: process.env[FANOUT_ENV.redisUrl],
-    // A fresh namespace per run (shared by its replicas), so a run never sees an earlier run's keys.
-    REDIS_PREFIX: process.env[FANOUT_ENV.redisPrefix] ?? `bench:fanout:${randomUUID()}:`
+  return await startBenchApp({
+    adminToken,
+    logLevel: process.env[FANOUT_ENV.logLevel] ?? 'warn',
+    rateLimitMax: '1000000000',
+    redisUrl: process.env[FANOUT_ENV.redisUrl],
+    // Shared by the replicas of one run, so they share the store and the bus channel.
+    redisPrefix: process.env[FANOUT_ENV.redisPrefix]
   })
-  const app = await buildApp({ config })
-  const url = await app.listen({ port: 0, host: '127.0.0.1' })
-  return { app, dataDir, url }
 }
 
 async function main (): Promise<void> {
@@ -62,7 +47,7 @@ async function main (): Promise<void> {
     process.disconnect?.()
     return
   }
-  const { app, dataDir, url } = running
+  const { app, url } = running
 
   // When the recorder reaches bus.publish(): the store update (and webhook dispatch) are done.
   let publishedAt = 0
@@ -88,9 +73,8 @@ async function main (): Promise<void> {
     stopping = true
     unsubscribe()
     try {
-      await app.close()
+      await running.close()
     } finally {
-      await rm(dataDir, { recursive: true, force: true })
       process.disconnect?.()
     }
   }

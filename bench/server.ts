@@ -4,13 +4,8 @@
  * reports `ready` with its URL over IPC and closes cleanly on `stop` (a clean
  * exit is also what lets `--cpu-prof` write its profile).
  */
-import { randomUUID } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import Fastify from 'fastify'
-import { buildApp } from '../app.js'
-import { loadConfig } from '../config/index.js'
+import { startBenchApp } from './bench-app.js'
 import { type ChildMessage, isParentMessage, SERVER_ENV } from './protocol.js'
 
 interface Running {
@@ -33,31 +28,13 @@ async function startBare (): Promise<Running> {
 async function startApp (): Promise<Running> {
   const adminToken = process.env[SERVER_ENV.adminToken]
   if (adminToken === undefined) throw new Error(`${SERVER_ENV.adminToken} is not set`)
-  const dataDir = await mkdtemp(join(tmpdir(), 'wa-bench-'))
-  const config = loadConfig({
-    LOG_LEVEL: process.env[SERVER_ENV.logLevel] ?? 'silent',
-    ADMIN_TOKEN: adminToken,
-    DATA_DIR: dataDir,
-    HOST: '127.0.0.1',
-    PORT: '0',
-    // Nothing in a benchmark may try to reach the real WhatsApp.
-    WA_WS_URL: 'ws://127.0.0.1:1/ws/chat',
-    // Rate limiting stays on (every request is counted), but the limit is out of reach.
-    RATE_LIMIT_MAX: process.env[SERVER_ENV.rateLimitMax] ?? '100000000',
-    REDIS_URL: process.env[SERVER_ENV.redisUrl],
-    // A fresh namespace per run, so a run never sees an earlier run's keys.
-    REDIS_PREFIX: `bench:${randomUUID()}:`
+  const { app, url, close } = await startBenchApp({
+    adminToken,
+    logLevel: process.env[SERVER_ENV.logLevel] ?? 'silent',
+    rateLimitMax: process.env[SERVER_ENV.rateLimitMax] ?? '100000000',
+    redisUrl: process.env[SERVER_ENV.redisUrl]
   })
-  const app = await buildApp({ config })
-  const url = await app.listen({ port: 0, host: '127.0.0.1' })
-  return {
-    url,
-    store: app.store.kind,
-    close: async () => {
-      await app.close()
-      await rm(dataDir, { recursive: true, force: true })
-    }
-  }
+  return { url, store: app.store.kind, close }
 }
 
 async function main (): Promise<void> {
