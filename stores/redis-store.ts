@@ -47,24 +47,18 @@ redis.call('SADD', KEYS[4], ARGV[2])
 return 'created'
 `
 
-// KEYS: instance hash. ARGV: '1' to raise the event counter (else '0'), then field/value pairs.
-// Never recreates a deleted instance; the counter rises in the same step as the change it numbers.
+// KEYS: instance hash. ARGV: '1' to raise the event counter (else '0'), the number of expected
+// field/value pairs, those pairs, then the pairs to set. Never recreates a deleted instance; answers
+// 'changed' when an expected field holds something else (compare-and-set), and the check, the write
+// and the counter (rising in the same step as the change it numbers) happen in one atomic step.
 const UPDATE_INSTANCE = `${INSTANCE_AS_JSON}
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'seq', 1) end
-return instanceAsJson(KEYS[1])
-`
-
-// KEYS: instance hash. ARGV: number of expected pairs, the expected field/value pairs, then the pairs to set.
-// The check and the write run in one script, so no other update can land between them.
-const UPDATE_INSTANCE_IF_UNCHANGED = `${INSTANCE_AS_JSON}
-if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
-local expected = tonumber(ARGV[1])
-for i = 2, 1 + expected * 2, 2 do
+local expected = tonumber(ARGV[2])
+for i = 3, 2 + expected * 2, 2 do
   if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return 'changed' end
 end
-for i = 2 + expected * 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 3 + expected * 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'seq', 1) end
 return instanceAsJson(KEYS[1])
 `
 
@@ -96,7 +90,6 @@ const CREDS_FIELD = 'creds'
 type ScriptedRedis = Redis & {
   waCreateInstance: (...args: Array<string | number>) => Promise<CreateInstanceResult>
   waUpdateInstance: (...args: Array<string | number>) => Promise<string | null>
-  waUpdateInstanceIfUnchanged: (...args: Array<string | number>) => Promise<string | null>
   waWriteSession: (...args: Array<string | number>) => Promise<number>
   waGetInstance: (instanceKey: string) => Promise<string | null>
   waFindInstance: (namesKey: string, name: string, instancePrefix: string) => Promise<string | null>
@@ -108,7 +101,6 @@ export function createRedisStore (options: RedisStoreOptions): Store {
   if (typeof redis.waCreateInstance !== 'function') {
     redis.defineCommand('waCreateInstance', { numberOfKeys: 4, lua: CREATE_INSTANCE })
     redis.defineCommand('waUpdateInstance', { numberOfKeys: 1, lua: UPDATE_INSTANCE })
-    redis.defineCommand('waUpdateInstanceIfUnchanged', { numberOfKeys: 1, lua: UPDATE_INSTANCE_IF_UNCHANGED })
     redis.defineCommand('waWriteSession', { numberOfKeys: 2, lua: WRITE_SESSION })
     redis.defineCommand('waGetInstance', { numberOfKeys: 1, lua: GET_INSTANCE })
     redis.defineCommand('waFindInstance', { numberOfKeys: 1, lua: FIND_INSTANCE })
@@ -138,6 +130,12 @@ export function createRedisStore (options: RedisStoreOptions): Store {
       if (record !== null) records.push(record)
     }
     return records
+  }
+
+  async function updateIfUnchanged (instanceId: string, expected: InstancePatch, patch: InstancePatch, nextSeq: boolean): Promise<string | null> {
+    const expectedFields = encodeFields(expected)
+    const fields = encodeFields({ ...patch, updatedAt: new Date().toISOString() })
+    return await redis.waUpdateInstance(key.instance(instanceId), nextSeq ? '1' : '0', expectedFields.length / 2, ...expectedFields, ...fields)
   }
 
   return {
@@ -203,15 +201,12 @@ export function createRedisStore (options: RedisStoreOptions): Store {
     },
 
     async updateInstance (instanceId, patch: InstancePatch, options = {}) {
-      const fields = encodeFields({ ...patch, updatedAt: new Date().toISOString() })
-      const reply = await redis.waUpdateInstance(key.instance(instanceId), options.nextSeq === true ? '1' : '0', ...fields)
-      return parseInstance(reply)
+      // Nothing is expected, so the answer is never 'changed'.
+      return parseInstance(await updateIfUnchanged(instanceId, {}, patch, options.nextSeq === true))
     },
 
     async updateInstanceIfUnchanged (instanceId, expected, patch) {
-      const expectedFields = encodeFields(expected)
-      const fields = encodeFields({ ...patch, updatedAt: new Date().toISOString() })
-      const reply = await redis.waUpdateInstanceIfUnchanged(key.instance(instanceId), expectedFields.length / 2, ...expectedFields, ...fields)
+      const reply = await updateIfUnchanged(instanceId, expected, patch, false)
       return reply === 'changed' ? reply : parseInstance(reply)
     },
 
