@@ -11,6 +11,8 @@
 import { randomUUID } from 'node:crypto'
 import { type AddressInfo } from 'node:net'
 import { WebSocketServer } from 'ws'
+import { toEnvelope } from '../bus/events.js'
+import type { ConnectionState } from '../stores/store.js'
 import { DETAIL_PREFIX, openFilesLimit, type ServerReply, type ServerRequest, wallNow } from './fanout-protocol.js'
 
 function send (message: ServerReply): void {
@@ -20,14 +22,20 @@ function send (message: ServerReply): void {
 const INSTANCE = 'fanout'
 const BASE_URL = 'http://localhost:3000'
 
-function envelope (state: string, previousState: string | null, detail: string, seq: number): Buffer {
-  return Buffer.from(JSON.stringify({
-    event: 'instance.state',
-    data: { instance: INSTANCE, state, previousState, detail, statusCode: null, at: new Date().toISOString() },
-    instanceData: { baseUrl: BASE_URL, instance: INSTANCE },
+/** One frame of the service's exact envelope, encoded once. */
+function envelope (state: ConnectionState, previousState: ConnectionState | null, detail: string, seq: number): Buffer {
+  return Buffer.from(JSON.stringify(toEnvelope({
     id: randomUUID(),
-    seq
-  }))
+    seq,
+    accountId: INSTANCE,
+    instanceId: INSTANCE,
+    instance: INSTANCE,
+    state,
+    previousState,
+    detail,
+    statusCode: null,
+    at: new Date().toISOString()
+  }, BASE_URL)))
 }
 
 const server = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/ws', maxPayload: 64 * 1024 })
