@@ -1,9 +1,9 @@
-// Helpers every benchmark script shares: settings from the environment, free
-// ports, CPU accounting from /proc, and writing one section of RESULTS.md.
+// Helpers every benchmark script shares: settings from the environment, CPU
+// accounting from /proc, a private redis-server, and writing one section of RESULTS.md.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
+import { freePort } from '../test/support/ports.js'
 
 export function envInt (name: string, fallback: number, minimum: number): number {
   const raw = process.env[name]
@@ -11,17 +11,6 @@ export function envInt (name: string, fallback: number, minimum: number): number
   const value = Number(raw)
   if (!Number.isInteger(value) || value < minimum) throw new Error(`${name} must be an integer >= ${minimum}, got ${raw}`)
   return value
-}
-
-export async function freePort (): Promise<number> {
-  return await new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => { resolvePort(typeof address === 'object' && address !== null ? address.port : 0) })
-    })
-  })
 }
 
 /** Clock ticks per second of /proc's CPU counters. */

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { call } from './support/app.js'
-import { freePort } from './support/redis.js'
+import { freePort } from './support/ports.js'
 
 /**
  * The real entry point, server.ts, run as operators run it: its own process,

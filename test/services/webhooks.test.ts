@@ -4,7 +4,7 @@ import t from 'tap'
 import { isPublicAddress } from '../../services/webhooks/destination.js'
 import { call, createTenant, startApp, type TestApp } from '../support/app.js'
 import { backends } from '../support/backends.js'
-import { freePort } from '../support/redis.js'
+import { freePort } from '../support/ports.js'
 import { signatureIsValid, startWebhookReceiver } from '../support/webhook-receiver.js'
 
 // Webhook deliveries of instance.state: real HTTP to a local receiver, real

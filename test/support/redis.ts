@@ -1,8 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
 import type { Test } from 'tap'
+import { freePort } from './ports.js'
 
 export interface TestRedis {
   url: string
@@ -13,17 +13,6 @@ export interface TestRedis {
 }
 
 const redisServerBinary = spawnSync('redis-server', ['--version']).status === 0
-
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
-}
 
 async function spawnPrivateRedis (t: Test): Promise<string> {
   const port = await freePort()
