@@ -129,7 +129,11 @@ export function createInstanceService ({ store, auth, sessions, recordState, sec
       if (caller.kind === 'instance') {
         const own = await store.getInstance(caller.instanceId)
         instances = own === null ? [] : [own]
-      } else if (names.length > 0) {
+      } else if (names.length === 1) {
+        // The common call (one instance's status, often polled) skips the batch machinery below.
+        const found = await store.findInstanceByName(caller.accountId, names[0] as string)
+        instances = found === null ? [] : [found]
+      } else if (names.length > 1) {
         const found = await Promise.all([...new Set(names)].map(async name => await store.findInstanceByName(caller.accountId, name)))
         instances = found.filter((instance): instance is InstanceRecord => instance !== null)
       } else {
