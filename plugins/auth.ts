@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyRequest, onRequestHookHandler, preParsingHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { type AuthPolicy, type AuthService, type Caller, createAuthService } from '../services/auth.js'
 import { configuredOrLocalSecret } from '../services/local-secrets.js'
@@ -33,6 +33,12 @@ function presentedToken (request: FastifyRequest): string | null {
   return typeof query === 'string' && query !== '' ? query : null
 }
 
+/** A route's own hooks of one kind, as a list (Fastify accepts one function or an array). */
+function hookList<Hook> (hooks: Hook | Hook[] | undefined): Hook[] {
+  if (hooks === undefined) return []
+  return Array.isArray(hooks) ? hooks : [hooks]
+}
+
 export default fp(async (app) => {
   const adminToken = await configuredOrLocalSecret(app.config.ADMIN_TOKEN, app.config.DATA_DIR, 'admin-token')
   if (adminToken.path !== null) {
@@ -45,26 +51,29 @@ export default fp(async (app) => {
   app.decorateRequest('callerKey', null)
 
   // Identify early and reject late: the rate limiter (an onRequest hook of each
-  // route) counts by caller, and only then are unauthenticated calls refused,
-  // before their body is read.
-  app.addHook('onRequest', async (request) => {
-    const policy = request.routeOptions.config.auth
-    if (policy === undefined) return
+  // route, added after this one) counts by caller, and only then are
+  // unauthenticated calls refused, before their body is read. The hooks go on
+  // each route with a policy when it is declared, so public routes (the health
+  // probes) run none and no request has to look its route's policy up.
+  const identify: onRequestHookHandler = async (request) => {
     const token = presentedToken(request)
     if (token === null) return
     const tokenHash = hashToken(token)
     request.caller = await auth.identify(tokenHash)
     if (request.caller !== null) request.callerKey = tokenHash
-  })
-
-  // A callback hook: it runs on every request and needs no promise.
-  app.addHook('preParsing', (request, _reply, payload, done) => {
-    const policy = request.routeOptions.config.auth
+  }
+  const authorizeFor = (policy: AuthPolicy): preParsingHookHandler => (request, _reply, payload, done) => {
     try {
-      if (policy !== undefined) auth.authorize(request.caller, policy)
+      auth.authorize(request.caller, policy)
       done(null, payload)
     } catch (error) {
       done(error as Error)
     }
+  }
+  app.addHook('onRoute', (route) => {
+    const policy = route.config?.auth
+    if (policy === undefined) return
+    route.onRequest = [identify, ...hookList(route.onRequest)]
+    route.preParsing = [...hookList(route.preParsing), authorizeFor(policy)]
   })
 }, { name: 'auth', dependencies: ['config', 'store'] })
