@@ -6,7 +6,7 @@ import {
   proto,
   type SignalDataSet,
   type SignalDataTypeMap
-} from '@whiskeysockets/baileys'
+} from './baileys.js'
 import type { SessionWrite } from '../../stores/store.js'
 
 /** The narrow storage a WhatsApp auth state needs; services/sessions/session-gate.ts provides it. */

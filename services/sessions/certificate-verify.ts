@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module'
-import { Curve } from '@whiskeysockets/baileys'
+import { Curve } from './baileys.js'
 
 interface LibsignalCurve {
   verifySignature: (publicKey33: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean

@@ -1,4 +1,4 @@
-import makeWASocket, { BufferJSON, type WASocket } from '@whiskeysockets/baileys'
+import makeWASocket, { BufferJSON, type WASocket } from './baileys.js'
 import type { Logger } from 'pino'
 import type { InstanceRecord, SessionWrite, Store } from '../../stores/store.js'
 import type { SecretBox } from '../secret-box.js'

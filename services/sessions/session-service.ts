@@ -1,5 +1,5 @@
 import { Boom } from '@hapi/boom'
-import type { ConnectionState as BaileysConnectionState, WASocket } from '@whiskeysockets/baileys'
+import type { ConnectionState as BaileysConnectionState, WASocket } from './baileys.js'
 import pLimit from 'p-limit'
 import type { Logger } from 'pino'
 import QRCode from 'qrcode'
