@@ -80,7 +80,6 @@ async function registerAll (app: FastifyInstance, config: AppConfig): Promise<vo
   await app.register(secretBoxPlugin)
   await app.register(authPlugin)
   await app.register(rateLimitPlugin)
-  await app.register(websocketPlugin)
   await app.register(webhookDeliveryPlugin)
   await app.register(stateEventsPlugin)
   await app.register(sessionsPlugin)
@@ -93,5 +92,12 @@ async function registerAll (app: FastifyInstance, config: AppConfig): Promise<vo
   await app.register(accountRoutes, { prefix: '/api' })
   await app.register(instanceRoutes, { prefix: '/api' })
   await app.register(webhookRoutes, { prefix: '/api' })
-  await app.register(eventRoutes)
+  // WebSocket support in a scope of its own with the routes that upgrade:
+  // @fastify/websocket hooks every request of the scope it is registered in
+  // (an onRequest, and an onResponse that makes Fastify watch each response
+  // finish), and plain HTTP routes have no use for either.
+  await app.register(async (streaming) => {
+    await streaming.register(websocketPlugin)
+    await streaming.register(eventRoutes)
+  })
 }

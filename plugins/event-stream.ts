@@ -18,4 +18,4 @@ export default fp(async (app) => {
   })
   app.decorate('eventStream', stream)
   app.addHook('onClose', async () => { stream.stop() })
-}, { name: 'event-stream', dependencies: ['config', 'store', 'event-bus', 'auth', 'websocket'] })
+}, { name: 'event-stream', dependencies: ['config', 'store', 'event-bus', 'auth'] })
