@@ -12,8 +12,8 @@ import { createRequire } from 'node:module'
  * a property name the cache has not seen gets a fresh hidden class of its own,
  * each time, with the inline caches that meet it going megamorphic. That hits
  * objects Node and Fastify make on every request (`process.nextTick` alone
- * became 2.3× slower). Measured with callgrind on the list route: 446,000
- * instructions a request before, 230,000 after (bench/RESULTS.md).
+ * became 2.3× slower). Counted with callgrind on the list route: 446,000
+ * user-space instructions a request before, 230,000 after (README, Benchmarks).
  *
  * The replacement answers exactly as the original, from a Set, which adds no
  * transitions. It must run before WAProto is evaluated: services/sessions/baileys.ts
