@@ -33,6 +33,11 @@ function presentedToken (request: FastifyRequest): string | null {
   return typeof query === 'string' && query !== '' ? query : null
 }
 
+function assignCaller (request: FastifyRequest, caller: Caller | null, tokenHash: string): void {
+  request.caller = caller
+  if (caller !== null) request.callerKey = tokenHash
+}
+
 /** A route's own hooks of one kind, as a list (Fastify accepts one function or an array). */
 function hookList<Hook> (hooks: Hook | Hook[] | undefined): Hook[] {
   if (hooks === undefined) return []
@@ -55,12 +60,19 @@ export default fp(async (app) => {
   // unauthenticated calls refused, before their body is read. The hooks go on
   // each route with a policy when it is declared, so public routes (the health
   // probes) run none and no request has to look its route's policy up.
-  const identify: onRequestHookHandler = async (request) => {
+  // A callback hook: most calls come with a token known in process, and then
+  // no promise is made at all.
+  const identify: onRequestHookHandler = (request, _reply, done) => {
     const token = presentedToken(request)
-    if (token === null) return
+    if (token === null) { done(); return }
     const tokenHash = hashToken(token)
-    request.caller = await auth.identify(tokenHash)
-    if (request.caller !== null) request.callerKey = tokenHash
+    const known = auth.remembered(tokenHash)
+    if (known !== undefined) {
+      assignCaller(request, known, tokenHash)
+      done()
+      return
+    }
+    auth.identify(tokenHash).then((caller) => { assignCaller(request, caller, tokenHash); done() }, done)
   }
   const authorizeFor = (policy: AuthPolicy): preParsingHookHandler => (request, _reply, payload, done) => {
     try {

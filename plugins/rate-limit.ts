@@ -19,7 +19,9 @@ export default fp(async (app) => {
     redis: app.redis ?? undefined,
     nameSpace: `${app.config.REDIS_PREFIX}ratelimit:`,
     skipOnError: false,
-    keyGenerator: (request) => request.callerKey !== null ? `token:${request.callerKey}` : `ip:${request.ip}`,
+    // A token's digest is the key as it is (64 hex digits, so never mistaken for an `ip:` key):
+    // the string is the one auth already hashed for its own lookup, and it is not copied per request.
+    keyGenerator: (request) => request.callerKey ?? `ip:${request.ip}`,
     errorResponseBuilder: () => errors.rateLimited()
   })
 

@@ -26,6 +26,8 @@ export function asAccount (caller: Caller | null): AccountCaller {
 }
 
 export interface AuthService {
+  /** The owner of a token known without a store lookup (the admin, a remembered account), else undefined. */
+  remembered: (tokenHash: string) => Caller | undefined
   /** Resolves the SHA-256 of a presented token to its owner, or null for an unknown token. */
   identify: (tokenHash: string) => Promise<Caller | null>
   /** Throws the documented error when the caller may not use a route under `policy`. */
@@ -52,11 +54,14 @@ export function createAuthService ({ store, adminToken }: { store: Store, adminT
   const admin: Caller = { kind: 'admin' }
   const accounts = new Map<string, Caller>()
 
+  const remembered = (tokenHash: string): Caller | undefined => tokenHash === adminHash ? admin : accounts.get(tokenHash)
+
   return {
+    remembered,
+
     async identify (tokenHash) {
-      if (tokenHash === adminHash) return admin
-      const remembered = accounts.get(tokenHash)
-      if (remembered !== undefined) return remembered
+      const known = remembered(tokenHash)
+      if (known !== undefined) return known
       const owner = await store.findTokenOwner(tokenHash)
       if (owner?.kind === 'account') {
         if (accounts.size >= ACCOUNT_CACHE_LIMIT) accounts.clear()

@@ -147,9 +147,9 @@ export function createInstanceService ({ store, auth, sessions, recordState, sec
       return await sessions.connect(await resolve(caller, name), options)
     },
 
-    async reconnect (caller: TenantCaller, name: string) {
-      await sessions.reconnect(await resolve(caller, name))
-    },
+    // Chained, not awaited: its common refusal (no saved session, a 400) then
+    // passes through as one rejection instead of being rethrown here.
+    reconnect: (caller: TenantCaller, name: string): Promise<void> => resolve(caller, name).then(sessions.reconnect),
 
     async logout (caller: TenantCaller, name: string) {
       await sessions.logout(await resolve(caller, name))

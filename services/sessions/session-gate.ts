@@ -54,12 +54,13 @@ export function createSessionGate ({ store, secretBox, log, settings }: {
     return next
   }
 
-  const settled = async (instanceId: string): Promise<void> => { await writeQueues.get(instanceId) }
+  /** The instance's queued writes, when there are any: most reads find none and need not wait a turn. */
+  const pendingWrites = (instanceId: string): Promise<void> | undefined => writeQueues.get(instanceId)
 
   function storageFor (instanceId: string, isActive: () => boolean): SessionStorage {
     return {
-      readCreds: async () => { await settled(instanceId); return await store.readSessionCreds(instanceId) },
-      readKeys: async (names) => { await settled(instanceId); return await store.readSessionKeys(instanceId, names) },
+      readCreds: async () => { await pendingWrites(instanceId); return await store.readSessionCreds(instanceId) },
+      readKeys: async (names) => { await pendingWrites(instanceId); return await store.readSessionKeys(instanceId, names) },
       write: async (write) => { if (isActive()) await enqueueWrite(instanceId, write) }
     }
   }
@@ -91,14 +92,16 @@ export function createSessionGate ({ store, secretBox, log, settings }: {
     },
 
     async hasPairedSession (instanceId) {
-      await settled(instanceId)
+      // Asked on every reconnect, mostly of an instance with nothing queued.
+      const pending = pendingWrites(instanceId)
+      if (pending !== undefined) await pending
       const creds = await store.readSessionCreds(instanceId)
       if (creds === null) return false
       return (JSON.parse(creds, BufferJSON.reviver) as { me?: { id?: string } }).me?.id !== undefined
     },
 
     async wipeSession (instanceId) {
-      await settled(instanceId)
+      await pendingWrites(instanceId)
       await store.deleteSession(instanceId)
     },
 

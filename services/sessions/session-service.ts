@@ -391,9 +391,9 @@ export function createSessionService (options: SessionServiceOptions): SessionSe
   return {
     connect,
 
-    async reconnect (instance) {
-      await attemptReconnect(runtimeFor(instance), 'reconnect_requested')
-    },
+    // The attempt itself, not an async wrapper around it: a refusal (no saved
+    // session) then reaches the caller as one rejection, not a rethrow per frame.
+    reconnect: (instance) => attemptReconnect(runtimeFor(instance), 'reconnect_requested'),
 
     async logout (instance) {
       const runtime = runtimeFor(instance)
