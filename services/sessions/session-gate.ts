@@ -54,13 +54,20 @@ export function createSessionGate ({ store, secretBox, log, settings }: {
     return next
   }
 
-  /** The instance's queued writes, when there are any: most reads find none and need not wait a turn. */
-  const pendingWrites = (instanceId: string): Promise<void> | undefined => writeQueues.get(instanceId)
+  /**
+   * Runs a session read (or the wipe) once the instance's queued writes are
+   * durable. Most calls find none queued, and then do not wait a turn for them.
+   */
+  async function afterWrites<T> (instanceId: string, action: () => Promise<T>): Promise<T> {
+    const pending = writeQueues.get(instanceId)
+    if (pending !== undefined) await pending
+    return await action()
+  }
 
   function storageFor (instanceId: string, isActive: () => boolean): SessionStorage {
     return {
-      readCreds: async () => { await pendingWrites(instanceId); return await store.readSessionCreds(instanceId) },
-      readKeys: async (names) => { await pendingWrites(instanceId); return await store.readSessionKeys(instanceId, names) },
+      readCreds: async () => await afterWrites(instanceId, async () => await store.readSessionCreds(instanceId)),
+      readKeys: async (names) => await afterWrites(instanceId, async () => await store.readSessionKeys(instanceId, names)),
       write: async (write) => { if (isActive()) await enqueueWrite(instanceId, write) }
     }
   }
@@ -92,17 +99,13 @@ export function createSessionGate ({ store, secretBox, log, settings }: {
     },
 
     async hasPairedSession (instanceId) {
-      // Asked on every reconnect, mostly of an instance with nothing queued.
-      const pending = pendingWrites(instanceId)
-      if (pending !== undefined) await pending
-      const creds = await store.readSessionCreds(instanceId)
+      const creds = await afterWrites(instanceId, async () => await store.readSessionCreds(instanceId))
       if (creds === null) return false
       return (JSON.parse(creds, BufferJSON.reviver) as { me?: { id?: string } }).me?.id !== undefined
     },
 
     async wipeSession (instanceId) {
-      await pendingWrites(instanceId)
-      await store.deleteSession(instanceId)
+      await afterWrites(instanceId, async () => { await store.deleteSession(instanceId) })
     },
 
     async flush () {
