@@ -12,6 +12,8 @@
  * Every app case is measured right after a fresh window on the bare route and
  * judged against that window: on a shared VM the machine's speed drifts by a
  * third within minutes, and one baseline at the start would mostly measure that.
+ * Each case takes several such (bare, case) rounds and is judged on the round
+ * with the median ratio, so one disturbed window can neither pass nor fail it.
  *
  * Each server runs in its own child process (bench/server.ts) so the load
  * generator, which runs here, never competes with it for an event loop.
@@ -21,6 +23,7 @@
  * Environment (all optional):
  *   BENCH_DURATION     seconds measured per case (10)
  *   BENCH_WARMUP       seconds of unmeasured load before each case (2)
+ *   BENCH_ROUNDS       (bare, case) rounds per app case; the median round decides (3)
  *   BENCH_CONNECTIONS  concurrent connections (50)
  *   BENCH_PIPELINING   requests in flight per connection (1)
  *   BENCH_LOG_LEVEL    the app's LOG_LEVEL (silent)
@@ -54,6 +57,7 @@ const RATE_LIMIT_MAX = '100000000'
 const settings = {
   duration: envInt('BENCH_DURATION', 10, 1),
   warmup: envInt('BENCH_WARMUP', 2, 0),
+  rounds: envInt('BENCH_ROUNDS', 3, 1),
   connections: envInt('BENCH_CONNECTIONS', 50, 1),
   pipelining: envInt('BENCH_PIPELINING', 1, 1),
   logLevel: process.env.BENCH_LOG_LEVEL ?? 'silent',
@@ -107,6 +111,8 @@ interface CaseResult {
    * VMs do, by a third within minutes) compares like with like.
    */
   baseline?: CaseResult
+  /** Each round's req/s over its bare window's, in the order measured; this result is the median round. */
+  roundRatios?: number[]
 }
 
 interface NotRun {
@@ -398,13 +404,37 @@ async function runApp (store: 'file' | 'redis', redis: RedisServer | null, bare:
     const token = await createTenant(server.url, adminToken)
     const results: CaseResult[] = []
     for (const spec of appCases(store, token)) {
-      const baseline = await measure(bare, null, BARE_CASE)
-      results.push({ ...await measure(server, redis, spec), baseline })
+      const rounds: CaseResult[] = []
+      for (let round = 1; round <= settings.rounds; round++) {
+        if (settings.rounds > 1) console.log(`  round ${round} of ${settings.rounds}`)
+        const baseline = await measure(bare, null, BARE_CASE)
+        rounds.push({ ...await measure(server, redis, spec), baseline })
+      }
+      results.push(medianRound(rounds))
     }
     return results
   } finally {
     await server.stop()
   }
+}
+
+/** A round's req/s over its own bare window's; 0 when that window is unusable. */
+function roundRatio (round: CaseResult): number {
+  const bare = round.baseline
+  return bare === undefined || bare.problems.length > 0 || bare.rps === 0 ? 0 : round.rps / bare.rps
+}
+
+/**
+ * The round with the median ratio (the lower one of an even count), carrying
+ * every round's ratio and every round's problems: a wrong answer in any round
+ * still fails the case.
+ */
+function medianRound (rounds: CaseResult[]): CaseResult {
+  const ranked = [...rounds].sort((a, b) => roundRatio(a) - roundRatio(b))
+  const median = ranked[Math.floor((ranked.length - 1) / 2)]
+  if (median === undefined) throw new Error('unreachable: a case ran no round')
+  const problems = [...new Set(rounds.flatMap(round => round.problems))]
+  return { ...median, problems, roundRatios: rounds.map(roundRatio) }
 }
 
 // ---------------------------------------------------------------- report
@@ -442,7 +472,7 @@ function command (): string {
 
 interface Verdict { ratio: number | null, target: number | null, pass: boolean | null }
 
-/** A case against the bare window measured right before it. */
+/** A case (its median round) against the bare window measured right before it. */
 function verdict (outcome: Outcome): Verdict {
   const target = TARGETS[outcome.spec.store]
   const bare = outcome.ran ? outcome.baseline : undefined
@@ -464,8 +494,8 @@ const int = (value: number): string => Math.round(value).toLocaleString('en-US')
 
 function table (outcomes: Outcome[]): string {
   const rows = [
-    '| Case | Store | Route | req/s (mean) | p50 (ms) | p99 (ms) | Requests | Errors | Non-2xx | Statuses | Server CPU/req (µs) | Redis CPU/req (µs) | Other load | Bare route just before: req/s | its CPU/req (µs) | vs bare (CPU/req) | vs bare (req/s) | Target | Result |',
-    '|---|---|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|'
+    '| Case | Store | Route | req/s (mean) | p50 (ms) | p99 (ms) | Requests | Errors | Non-2xx | Statuses | Server CPU/req (µs) | Redis CPU/req (µs) | Other load | Bare route just before: req/s | its CPU/req (µs) | vs bare (CPU/req) | vs bare (req/s) | Every round vs bare (req/s) | Target | Result |',
+    '|---|---|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|---|'
   ]
   for (const outcome of outcomes) {
     const { ratio, target, pass } = verdict(outcome)
@@ -475,11 +505,11 @@ function table (outcomes: Outcome[]): string {
     const result = (pass === null ? (outcome.ran && outcome.problems.length > 0 ? 'INVALID' : 'baseline') : pass ? 'PASS' : 'FAIL') + (disturbed ? ' (disturbed)' : '')
     const targetText = target === null ? '-' : `>= ${pct(target)}`
     if (!outcome.ran) {
-      rows.push(`| ${outcome.spec.id} | ${outcome.spec.store} | \`${outcome.spec.route}\` | not run | | | | | | | | | | | | | | ${targetText} | FAIL (${outcome.reason}) |`)
+      rows.push(`| ${outcome.spec.id} | ${outcome.spec.store} | \`${outcome.spec.route}\` | not run | | | | | | | | | | | | | | | ${targetText} | FAIL (${outcome.reason}) |`)
       continue
     }
     const statuses = Object.entries(outcome.statusCodes).map(([code, count]) => `${code}: ${int(count)}`).join(', ')
-    rows.push(`| ${outcome.spec.id} | ${outcome.spec.store} | \`${outcome.spec.route}\` | ${int(outcome.rps)} | ${outcome.p50} | ${outcome.p99} | ${int(outcome.requests)} | ${outcome.errors} | ${int(outcome.non2xx)} | ${statuses} | ${outcome.serverCpuPerRequest.toFixed(1)} | ${outcome.redisCpuPerRequest === null ? '-' : outcome.redisCpuPerRequest.toFixed(1)} | ${outcome.otherCpuPercent === null ? '?' : `${outcome.otherCpuPercent.toFixed(0)} %`} | ${bare === undefined ? '-' : int(bare.rps)} | ${bareCpu === null ? '-' : bareCpu.toFixed(1)} | ${cpuRatio(outcome, bareCpu)} | ${ratio === null ? '-' : pct(ratio)} | ${targetText} | ${result}${outcome.problems.length > 0 && pass !== null ? ' (wrong responses)' : ''} |`)
+    rows.push(`| ${outcome.spec.id} | ${outcome.spec.store} | \`${outcome.spec.route}\` | ${int(outcome.rps)} | ${outcome.p50} | ${outcome.p99} | ${int(outcome.requests)} | ${outcome.errors} | ${int(outcome.non2xx)} | ${statuses} | ${outcome.serverCpuPerRequest.toFixed(1)} | ${outcome.redisCpuPerRequest === null ? '-' : outcome.redisCpuPerRequest.toFixed(1)} | ${outcome.otherCpuPercent === null ? '?' : `${outcome.otherCpuPercent.toFixed(0)} %`} | ${bare === undefined ? '-' : int(bare.rps)} | ${bareCpu === null ? '-' : bareCpu.toFixed(1)} | ${cpuRatio(outcome, bareCpu)} | ${ratio === null ? '-' : pct(ratio)} | ${outcome.roundRatios?.map(pct).join(', ') ?? '-'} | ${targetText} | ${result}${outcome.problems.length > 0 && pass !== null ? ' (wrong responses)' : ''} |`)
   }
   return rows.join('\n')
 }
@@ -496,9 +526,10 @@ function section (outcomes: Outcome[], info: Machine, date: Date): string {
     '',
     `Command: \`${command()}\``,
     '',
-    `Load: autocannon, ${settings.connections} connections, pipelining ${settings.pipelining}, ${settings.duration} s measured per case after ${settings.warmup} s of unmeasured warm-up. ` +
+    `Load: autocannon, ${settings.connections} connections, pipelining ${settings.pipelining}, ${settings.duration} s measured per window after ${settings.warmup} s of unmeasured warm-up. ` +
       'The load generator runs in the parent process; each server runs in its own child process (bench/server.ts). ' +
-      'Every app case comes right after a fresh window of the same length on the bare route (its server stays up, idle in between) and is judged against that window, so a drift of the machine\'s speed during the run cancels out.',
+      'Every app window comes right after a fresh window of the same length on the bare route (its server stays up, idle in between) and is compared with that window, so a drift of the machine\'s speed during the run cancels out. ' +
+      `Each app case runs ${settings.rounds} such (bare, case) rounds; its row shows the round with the median ratio, and that ratio is judged, so one disturbed window can neither pass nor fail a case.`,
     '',
     `App settings: LOG_LEVEL=${settings.logLevel}, auth by \`token\` header (an account token), rate limiting on with RATE_LIMIT_MAX=${RATE_LIMIT_MAX}. ` +
       'The account and instance are created over HTTP before the measurements. The reconnect case targets an instance with no saved session; ' +
@@ -532,16 +563,16 @@ async function writeResults (text: string): Promise<void> {
 
 async function main (): Promise<void> {
   const date = new Date()
-  console.log(`bench:http: ${settings.connections} connections, pipelining ${settings.pipelining}, ${settings.warmup} s warm-up + ${settings.duration} s per case`)
+  console.log(`bench:http: ${settings.connections} connections, pipelining ${settings.pipelining}, ${settings.warmup} s warm-up + ${settings.duration} s per window, ${settings.rounds} rounds per case`)
   const outcomes: Outcome[] = []
 
   let redisVersion = 'not run'
   const bare = await startServer('bare', {})
   try {
-    console.log('app, embedded file store (each case right after a bare Fastify window)')
+    console.log('app, embedded file store (every case window right after a bare Fastify window)')
     outcomes.push(...await runApp('file', null, bare))
 
-    console.log('app, Redis store (each case right after a bare Fastify window)')
+    console.log('app, Redis store (every case window right after a bare Fastify window)')
     if (settings.noRedis) {
       outcomes.push(...appCases('redis', '').map(spec => ({ spec, ran: false as const, reason: 'BENCH_NO_REDIS=1' })))
     } else {
