@@ -1,9 +1,14 @@
-// Helpers every benchmark script shares: settings from the environment, CPU
-// accounting from /proc, a private redis-server, and writing one section of RESULTS.md.
+// Helpers the benchmark scripts share: settings from the environment, CPU accounting
+// from /proc, a private redis-server, a compiled build, and writing one section of RESULTS.md.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { readFile, writeFile } from 'node:fs/promises'
+import { access, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { freePort } from '../test/support/ports.js'
+
+const projectRoot = fileURLToPath(new URL('..', import.meta.url))
 
 export function envInt (name: string, fallback: number, minimum: number): number {
   const raw = process.env[name]
@@ -93,4 +98,26 @@ export async function spawnRedisServer (missingHint: string): Promise<{ url: str
     child.once('exit', onExit)
   })
   return { url: `redis://127.0.0.1:${port}`, version, child }
+}
+
+/**
+ * Compiles the project (tsconfig.json, so the app, test/support and bench) to
+ * plain JavaScript in a temp directory, as production runs it (`node
+ * dist/server.js`): processes started from it carry neither ts-node nor the
+ * TypeScript compiler, and their startup is a real one. `entry` (a path in the
+ * build, such as `bench/server.js`) must exist afterwards. The caller removes the directory.
+ */
+export async function compileProject (entry: string): Promise<string> {
+  const outDir = await mkdtemp(join(tmpdir(), 'wa-bench-build-'))
+  const tsc = join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc')
+  const child = spawn(process.execPath, [tsc, '-p', join(projectRoot, 'tsconfig.json'), '--outDir', outDir, '--sourceMap', 'false', '--noEmitOnError', 'false'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  const code = await new Promise<number | null>(resolve => { child.once('exit', resolve) })
+  // Type errors (tsc exits 2) still emit; `npx tsc` is where they are reported.
+  if (code !== 0) process.stderr.write(`tsc exited with ${String(code)} (emitted anyway):\n${output.split('\n').slice(0, 10).join('\n')}\n`)
+  await access(join(outDir, entry))
+  await symlink(join(projectRoot, 'node_modules'), join(outDir, 'node_modules'), 'dir')
+  await writeFile(join(outDir, 'package.json'), JSON.stringify({ type: 'module' }))
+  return outDir
 }

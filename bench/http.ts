@@ -45,14 +45,12 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { envInt, machineBusyMs, processCpuMs, spawnRedisServer, writeResultsSection } from './common.js'
 import autocannon from 'autocannon'
+import { appCases, BARE_CASE, type CaseSpec, checkSample, createTenant, RATE_LIMIT_MAX, type StoreName } from './http-cases.js'
 import { isChildMessage, type ParentMessage, type ServerMode, SERVER_ENV } from './protocol.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const projectRoot = resolve(here, '..')
 const TS_LOADER = '@tapjs/typescript/import'
-const INSTANCE_NAME = 'bench'
-const NO_SESSION_MESSAGE = 'Instance has no saved session, call /connect first'
-const RATE_LIMIT_MAX = '100000000'
 
 const settings = {
   duration: envInt('BENCH_DURATION', 10, 1),
@@ -69,22 +67,10 @@ const settings = {
 }
 
 /** Minimum share of the bare route's req/s each store must reach. */
-const TARGETS = { bare: null, file: 0.6, redis: 0.3 } as const
-type StoreName = keyof typeof TARGETS
+const TARGETS = { bare: null, file: 0.6, redis: 0.3 } as const satisfies Record<StoreName, number | null>
 
 /** Other processes using more than this share of the machine during a case make its req/s suspect. */
 const NOISE_LIMIT_PERCENT = 10
-
-interface CaseSpec {
-  id: string
-  store: StoreName
-  route: string
-  method: 'GET' | 'POST'
-  path: string
-  token?: string
-  expectedStatus: number
-  expectedMessage?: string
-}
 
 interface CaseResult {
   spec: CaseSpec
@@ -211,49 +197,6 @@ async function startServer (mode: ServerMode, env: Record<string, string | undef
   return { ...ready, cpu, stop: async () => { await stopChild(child, 'SIGTERM', { type: 'stop' }) } }
 }
 
-// ---------------------------------------------------------------- HTTP
-
-interface Sample { status: number, body: unknown }
-
-async function request (base: string, method: string, path: string, token?: string, body?: unknown): Promise<Sample> {
-  const headers: Record<string, string> = {}
-  if (token !== undefined) headers.token = token
-  if (body !== undefined) headers['content-type'] = 'application/json'
-  const response = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
-  const text = await response.text()
-  let parsed: unknown = text
-  try { parsed = JSON.parse(text) } catch { /* not JSON: keep the text */ }
-  return { status: response.status, body: parsed }
-}
-
-function messageOf (body: unknown): string | undefined {
-  if (typeof body !== 'object' || body === null) return undefined
-  const error = (body as { error?: { message?: unknown } }).error
-  if (typeof error?.message === 'string') return error.message
-  const message = (body as { message?: unknown }).message
-  return typeof message === 'string' ? message : undefined
-}
-
-/** An account and one instance, created over HTTP as a client would; returns the account's token. */
-async function createTenant (base: string, adminToken: string): Promise<string> {
-  const account = await request(base, 'POST', '/api/account', adminToken, { name: 'bench' })
-  if (account.status !== 201) throw new Error(`account creation answered ${account.status}: ${JSON.stringify(account.body)}`)
-  const accountToken = (account.body as { account?: { token?: unknown } }).account?.token
-  if (typeof accountToken !== 'string') throw new Error(`account creation returned no token: ${JSON.stringify(account.body)}`)
-  const instance = await request(base, 'POST', '/api/instance/new', accountToken, { name: INSTANCE_NAME })
-  if (instance.status !== 201) throw new Error(`instance creation answered ${instance.status}: ${JSON.stringify(instance.body)}`)
-  return accountToken
-}
-
-/** One request checked by hand: the status must be the expected one (a 429 would mean the limiter, not the route, answered). */
-async function checkSample (base: string, spec: CaseSpec, when: string): Promise<string[]> {
-  const sample = await request(base, spec.method, spec.path, spec.token)
-  const problems: string[] = []
-  if (sample.status !== spec.expectedStatus) problems.push(`${when}: sample answered ${sample.status} (expected ${spec.expectedStatus}): ${JSON.stringify(sample.body)}`)
-  else if (spec.expectedMessage !== undefined && messageOf(sample.body) !== spec.expectedMessage) problems.push(`${when}: sample message was ${JSON.stringify(messageOf(sample.body))}, expected ${JSON.stringify(spec.expectedMessage)}`)
-  return problems
-}
-
 async function cannon (base: string, spec: CaseSpec, duration: number): Promise<autocannon.Result> {
   return await autocannon({
     url: base + spec.path,
@@ -361,35 +304,6 @@ async function measure (server: ServerProcess, redis: RedisServer | null, spec: 
   for (const problem of best.problems) console.log(`    ! ${problem}`)
   return best
 }
-
-// ---------------------------------------------------------------- cases
-
-function appCases (store: 'file' | 'redis', token: string): CaseSpec[] {
-  return [
-    {
-      id: `${store}:list`,
-      store,
-      route: 'GET /api/instance/list?instanceName=<name>',
-      method: 'GET',
-      path: `/api/instance/list?instanceName=${INSTANCE_NAME}`,
-      token,
-      expectedStatus: 200,
-      expectedMessage: '1 Instance found'
-    },
-    {
-      id: `${store}:reconnect-400`,
-      store,
-      route: 'POST /api/instance/reconnect/<name> (no session: 400)',
-      method: 'POST',
-      path: `/api/instance/reconnect/${INSTANCE_NAME}`,
-      token,
-      expectedStatus: 400,
-      expectedMessage: NO_SESSION_MESSAGE
-    }
-  ]
-}
-
-const BARE_CASE: CaseSpec = { id: 'bare', store: 'bare', route: 'GET /bare (plain Fastify, no plugins)', method: 'GET', path: '/bare', expectedStatus: 200 }
 
 async function runApp (store: 'file' | 'redis', redis: RedisServer | null, bare: ServerProcess): Promise<CaseResult[]> {
   const adminToken = randomBytes(24).toString('hex')

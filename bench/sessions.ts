@@ -28,16 +28,16 @@
  *  3. restart: time from buildApp+listen until all saved sessions that should
  *     be online are connected again, resumed by the service on its own.
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process'
+import { type ChildProcess, fork } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { access, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { arch, cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8'
 import type { FastifyInstance } from 'fastify'
-import { machineBusyMs as machineBusyMsOrNull, processCpuMs as processCpuMsOrNull, writeResultsSection } from './common.js'
+import { compileProject, machineBusyMs as machineBusyMsOrNull, processCpuMs as processCpuMsOrNull, writeResultsSection } from './common.js'
 import type { WaServerMessage, WaServerStats } from './sessions-wa-server.js'
 
 const PHASE_ENV = 'BENCH_SESSIONS_PHASE'
@@ -583,34 +583,12 @@ function parseOptions (argv: string[]): Options {
   }
 }
 
-const projectRoot = fileURLToPath(new URL('..', import.meta.url))
 const resultsPath = fileURLToPath(new URL('./RESULTS.md', import.meta.url))
 const childEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
   ...process.env,
   [ROOT_PRIVATE_ENV]: ROOT_PRIVATE_HEX,
   ...extra
 })
-
-/**
- * Compiles the project (tsconfig.json, so the app, test/support and bench) to
- * plain JavaScript in a temp directory, as production runs it (`node
- * dist/server.js`): the workers then carry neither ts-node nor the TypeScript
- * compiler in their memory, and their startup is a real one.
- */
-async function compile (): Promise<string> {
-  const outDir = await mkdtemp(join(tmpdir(), 'wa-bench-sessions-build-'))
-  const tsc = join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc')
-  const child = spawn(process.execPath, [tsc, '-p', join(projectRoot, 'tsconfig.json'), '--outDir', outDir, '--sourceMap', 'false', '--noEmitOnError', 'false'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  const code = await new Promise<number | null>(resolve => { child.once('exit', resolve) })
-  // Type errors (tsc exits 2) still emit; `npx tsc` is where they are reported.
-  if (code !== 0) process.stderr.write(`tsc exited with ${String(code)} (emitted anyway):\n${output.split('\n').slice(0, 10).join('\n')}\n`)
-  await access(join(outDir, 'bench', 'sessions.js'))
-  await symlink(join(projectRoot, 'node_modules'), join(outDir, 'node_modules'), 'dir')
-  await writeFile(join(outDir, 'package.json'), JSON.stringify({ type: 'module' }))
-  return outDir
-}
 
 async function startWaServer (buildDir: string): Promise<{ child: ChildProcess, url: string, stats: () => Promise<WaServerStats> }> {
   const child = fork(join(buildDir, 'bench', 'sessions-wa-server.js'), [], {
@@ -716,7 +694,7 @@ async function orchestrate (): Promise<void> {
   const startedAt = new Date()
   const loadBefore = loadavg()
   console.error('compiling …')
-  const buildDir = await compile()
+  const buildDir = await compileProject('bench/sessions.js')
   const wa = await startWaServer(buildDir)
   const noise: Noise[] = []
   const sections: string[] = []
