@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
+import { createRedisClient } from '../stores/redis-client.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,7 +16,7 @@ export default fp(async (app) => {
     return
   }
   // Connect before the app is ready, so a wrong REDIS_URL fails the start with a clear cause.
-  const redis = new Redis(url, { lazyConnect: true, enableAutoPipelining: true, maxRetriesPerRequest: 3 })
+  const redis = createRedisClient(url, { lazyConnect: true, maxRetriesPerRequest: 3 })
   redis.on('error', (error: Error) => { app.log.warn({ err: error }, 'Redis connection error') })
   await redis.connect()
   app.decorate('redis', redis)
