@@ -63,6 +63,14 @@ async function main (): Promise<void> {
     send({ type: 'fanned', seq: Number(event.detail.slice(DETAIL_PREFIX.length)), at: wallNow() })
   })
 
+  // WebSocket support lives in the /ws routes' own scope, so its server is not on the root
+  // instance: the open sockets are counted where every upgrade passes, the HTTP server.
+  let openSockets = 0
+  app.server.on('upgrade', (_request, socket) => {
+    openSockets++
+    socket.once('close', () => { openSockets-- })
+  })
+
   let target: { id: string, accountId: string, name: string } | null = null
   const states: ConnectionState[] = ['connecting', 'disconnected']
   let profiler: Session | null = null
@@ -103,7 +111,7 @@ async function main (): Promise<void> {
           break
         }
         case 'count':
-          send({ type: 'count', sockets: app.websocketServer.clients.size })
+          send({ type: 'count', sockets: openSockets })
           break
         case 'profile-start':
           profiler = new Session()
