@@ -21,8 +21,8 @@
  * "HTTP (bench/http.ts)" section; any other section of that file is kept.
  *
  * Environment (all optional):
- *   BENCH_DURATION     seconds measured per case (10)
- *   BENCH_WARMUP       seconds of unmeasured load before each case (2)
+ *   BENCH_DURATION     seconds measured per window (10)
+ *   BENCH_WARMUP       seconds of unmeasured load before each window (2)
  *   BENCH_ROUNDS       (bare, case) rounds per app case; the median round decides (3)
  *   BENCH_CONNECTIONS  concurrent connections (50)
  *   BENCH_PIPELINING   requests in flight per connection (1)
