@@ -1,6 +1,6 @@
 // Helpers the benchmark scripts share: settings from the environment, CPU accounting
 // from /proc, a private redis-server, a compiled build, and writing one section of RESULTS.md.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, type Serializable, spawn, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { access, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -120,4 +120,19 @@ export async function compileProject (entry: string): Promise<string> {
   await symlink(join(projectRoot, 'node_modules'), join(outDir, 'node_modules'), 'dir')
   await writeFile(join(outDir, 'package.json'), JSON.stringify({ type: 'module' }))
   return outDir
+}
+
+/**
+ * Stops a child process: with the IPC `message` when it has one and the channel
+ * is open (a clean exit, which --cpu-prof and callgrind need to write their
+ * files), else with `signal`; SIGKILL once `graceMs` have passed.
+ */
+export async function stopChild (child: ChildProcess, options: { signal: NodeJS.Signals, message?: Serializable, graceMs: number }): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>(resolveExit => { child.once('exit', () => { resolveExit() }) })
+  if (options.message !== undefined && child.connected) child.send(options.message)
+  else child.kill(options.signal)
+  const timer = setTimeout(() => { child.kill('SIGKILL') }, options.graceMs)
+  await exited
+  clearTimeout(timer)
 }

@@ -43,7 +43,7 @@ import { createRequire } from 'node:module'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { envInt, machineBusyMs, processCpuMs, spawnRedisServer, writeResultsSection } from './common.js'
+import { envInt, machineBusyMs, processCpuMs, spawnRedisServer, stopChild, writeResultsSection } from './common.js'
 import autocannon from 'autocannon'
 import { appCases, BARE_CASE, type CaseSpec, checkSample, createTenant, RATE_LIMIT_MAX, type StoreName } from './http-cases.js'
 import { isChildMessage, type ParentMessage, type ServerMode, SERVER_ENV } from './protocol.js'
@@ -134,18 +134,12 @@ async function startRedis (): Promise<RedisServer> {
     url,
     version,
     cpu: () => procCpuUs(child.pid),
-    stop: async () => { await stopChild(child, 'SIGTERM') }
+    stop: async () => { await stopTracked(child, 'SIGTERM') }
   }
 }
 
-async function stopChild (child: ChildProcess, signal: NodeJS.Signals, message?: ParentMessage): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) { children.delete(child); return }
-  const exited = new Promise<void>(resolveExit => { child.once('exit', () => { resolveExit() }) })
-  if (message !== undefined && child.connected) child.send(message)
-  else child.kill(signal)
-  const timer = setTimeout(() => { child.kill('SIGKILL') }, 10_000)
-  await exited
-  clearTimeout(timer)
+async function stopTracked (child: ChildProcess, signal: NodeJS.Signals, message?: ParentMessage): Promise<void> {
+  await stopChild(child, { signal, message, graceMs: 10_000 })
   children.delete(child)
 }
 
@@ -194,7 +188,7 @@ async function startServer (mode: ServerMode, env: Record<string, string | undef
     child.on('message', onMessage)
     child.send({ type: 'usage' } satisfies ParentMessage, (error) => { if (error !== null) { child.off('message', onMessage); reject(error) } })
   })
-  return { ...ready, cpu, stop: async () => { await stopChild(child, 'SIGTERM', { type: 'stop' }) } }
+  return { ...ready, cpu, stop: async () => { await stopTracked(child, 'SIGTERM', { type: 'stop' }) } }
 }
 
 async function cannon (base: string, spec: CaseSpec, duration: number): Promise<autocannon.Result> {

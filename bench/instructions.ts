@@ -26,7 +26,7 @@
  *
  * Takes about 5 minutes. The exit code is 1 when a case answered something other than its expected status.
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
+import { execFile, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
@@ -34,7 +34,7 @@ import { join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import autocannon from 'autocannon'
-import { compileProject, envInt, spawnRedisServer, writeResultsSection } from './common.js'
+import { compileProject, envInt, spawnRedisServer, stopChild, writeResultsSection } from './common.js'
 import { appCases, BARE_CASE, type CaseSpec, checkSample, createTenant, RATE_LIMIT_MAX } from './http-cases.js'
 import { isChildMessage, type ServerMode, SERVER_ENV } from './protocol.js'
 
@@ -110,7 +110,8 @@ async function startTraced (buildDir: string, mode: ServerMode, env: Record<stri
       return await threadTotals(outDir, dumps)
     },
     stop: async () => {
-      await stopChild(child)
+      // A clean exit: callgrind writes its last files then.
+      await stopChild(child, { signal: 'SIGTERM', message: { type: 'stop' }, graceMs: 60_000 })
       await rm(outDir, { recursive: true, force: true })
     }
   }
@@ -128,16 +129,6 @@ async function threadTotals (outDir: string, dump: number): Promise<number[]> {
     totals.push(Number(total ?? 0))
   }
   return totals
-}
-
-async function stopChild (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise<void>(resolveExit => { child.once('exit', () => { resolveExit() }) })
-  if (child.connected) child.send({ type: 'stop' })
-  else child.kill('SIGTERM')
-  const timer = setTimeout(() => { child.kill('SIGKILL') }, 60_000)
-  await exited
-  clearTimeout(timer)
 }
 
 /** Sends exactly `amount` requests of a case and returns the statuses answered, by code. */
