@@ -45,6 +45,16 @@ t.test('the Redis client', async t => {
     t.equal(writes() - before, 1)
   })
 
+  t.test('commands still corked when the connection drops are sent again once it is back', async t => {
+    const dropped = createRedisClient(redis.url, { lazyConnect: true })
+    t.teardown(async () => { await dropped.quit() })
+    await dropped.connect()
+    const replies = Promise.all([dropped.set(`${prefix}d`, 'kept'), dropped.get(`${prefix}d`)])
+    // Same turn: the commands sit in the corked socket, unsent.
+    dropped.stream.destroy()
+    t.same(await replies, ['OK', 'kept'])
+  })
+
   t.test('a command sent before the connection is up waits for it, as ioredis does', async t => {
     const late = createRedisClient(redis.url, { lazyConnect: true })
     t.teardown(async () => { await late.quit() })
