@@ -7,11 +7,11 @@ type SendCommand = Redis['sendCommand']
  * (every request that turn parsed), leave in a single socket write.
  *
  * Without batching, every command is its own write system call. ioredis' own
- * batching (`enableAutoPipelining`) builds a Pipeline object per batch: on a
- * request that reads Redis twice, that machinery was a sixth of the main
- * thread's instructions (bench:instructions: 249k against 207k per reconnect
- * 400) and what it allocates lives long enough to be promoted, so a Redis-backed
- * request cost about 58 µs of CPU against 43 µs this way. Corking the socket at
+ * batching (`enableAutoPipelining`) builds a Pipeline object per batch: that
+ * machinery was a sixth of a Redis-backed request's main-thread instructions
+ * (bench:instructions, reconnect 400: 252k with it, 204k this way) and what it
+ * allocates lives long enough to be promoted, so a list request cost about
+ * 58 µs of CPU against 43 µs this way, for the same writes. Corking the socket at
  * the turn's first command and uncorking it in the turn's check phase
  * (setImmediate) gives the same one write per turn without those objects; the
  * commands wait at most for the rest of the turn's I/O callbacks.
