@@ -12,9 +12,10 @@ export default fp(async (app) => {
     store: app.store,
     auth: app.auth,
     sessions: app.sessions,
+    webhookQueue: app.webhookQueue,
     recordState: app.recordState,
     secretBox: app.secretBox,
     quota: app.config.ACCOUNT_INSTANCE_QUOTA,
     allowPrivateWebhooks: app.config.WEBHOOK_ALLOW_PRIVATE
   }))
-}, { name: 'instances', dependencies: ['store', 'auth', 'sessions', 'state-events', 'secret-box'] })
+}, { name: 'instances', dependencies: ['store', 'auth', 'sessions', 'webhook-delivery', 'state-events', 'secret-box'] })

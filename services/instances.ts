@@ -7,6 +7,7 @@ import type { SecretBox } from './secret-box.js'
 import type { StateRecorder } from './state-events.js'
 import { generateToken, hashToken } from './tokens.js'
 import { refuseLiteralDestination } from './webhooks/destination.js'
+import type { WebhookQueue } from './webhooks/queue.js'
 
 /** What the instance API needs from the WhatsApp session runtime (services/sessions). */
 export interface SessionControl {
@@ -20,6 +21,7 @@ export interface InstanceServiceDeps {
   store: Store
   auth: AuthService
   sessions: SessionControl
+  webhookQueue: Pick<WebhookQueue, 'forget'>
   recordState: StateRecorder
   secretBox: SecretBox
   quota: number
@@ -35,7 +37,7 @@ const DISPLAY_STATUS: Record<InstanceRecord['connection']['state'], string> = {
 
 export type InstanceService = ReturnType<typeof createInstanceService>
 
-export function createInstanceService ({ store, auth, sessions, recordState, secretBox, quota, allowPrivateWebhooks }: InstanceServiceDeps) {
+export function createInstanceService ({ store, auth, sessions, webhookQueue, recordState, secretBox, quota, allowPrivateWebhooks }: InstanceServiceDeps) {
   /**
    * The instance a caller names, or the documented error: 403 for an instance
    * token naming another instance, 404 for a name the caller's account does
@@ -156,7 +158,10 @@ export function createInstanceService ({ store, auth, sessions, recordState, sec
     },
 
     async remove (caller: AccountCaller, name: string) {
-      await sessions.remove(await resolve(caller, name))
+      const instance = await resolve(caller, name)
+      // Its last event (loggedout, deleted) is queued by then, and its webhooks still get it.
+      await sessions.remove(instance)
+      await webhookQueue.forget(instance.id)
     },
 
     async getProxy (caller: TenantCaller, name: string): Promise<ProxyViewType> {

@@ -95,6 +95,9 @@ type ScriptedRedis = Redis & {
   waFindInstance: (namesKey: string, name: string, instancePrefix: string) => Promise<string | null>
 }
 
+/** The key of an instance's record: other Redis-backed parts check with it that an instance still exists. */
+export const redisInstanceKey = (prefix: string, instanceId: string): string => `${prefix}instance:${instanceId}`
+
 export function createRedisStore (options: RedisStoreOptions): Store {
   const prefix = options.prefix ?? 'wa:'
   const redis = options.redis as ScriptedRedis
@@ -111,7 +114,7 @@ export function createRedisStore (options: RedisStoreOptions): Store {
     account: (id: string) => `${prefix}account:${id}`,
     accounts: `${prefix}accounts`,
     token: (hash: string) => `${prefix}token:${hash}`,
-    instance: (id: string) => `${prefix}instance:${id}`,
+    instance: (id: string) => redisInstanceKey(prefix, id),
     instances: `${prefix}instances`,
     instanceNames: (accountId: string) => `${prefix}account:${accountId}:instances`,
     session: (id: string) => `${prefix}session:${id}`

@@ -14,6 +14,8 @@ interface Target {
   timer: NodeJS.Timeout | null
   /** Writes of this target's file, in order. */
   saving: Promise<void>
+  /** Its instance is deleted: it keeps no dead letters, and goes once its outbox is empty. */
+  forgotten: boolean
 }
 
 const SUFFIX = '.json'
@@ -33,20 +35,29 @@ export async function openFileWebhookQueue (dir: string, settings: QueueSettings
   function targetFor (key: string, instanceId: string): Target {
     let target = targets.get(key)
     if (target === undefined) {
-      target = { key, instanceId, pending: [], dead: [], draining: false, timer: null, saving: Promise.resolve() }
+      target = { key, instanceId, pending: [], dead: [], draining: false, timer: null, saving: Promise.resolve(), forgotten: false }
       targets.set(key, target)
     }
     return target
   }
 
   function save (target: Target): Promise<void> {
-    const content = JSON.stringify({ pending: target.pending, dead: target.dead })
+    const content = JSON.stringify({ pending: target.pending, dead: target.dead, forgotten: target.forgotten })
     const write = target.saving.then(async () => {
       await writeFileAtomic(join(dir, target.key + SUFFIX), content, { mode: 0o600 })
     })
     // The next write waits for this one, failed or not; the caller still sees a failure.
     target.saving = write.catch(() => {})
     return write
+  }
+
+  /** A forgotten target with an empty outbox leaves memory now and its file after the writes queued before. */
+  function discardIfDone (target: Target): Promise<void> {
+    if (!target.forgotten || target.pending.length > 0 || targets.get(target.key) !== target) return Promise.resolve()
+    targets.delete(target.key)
+    const removal = target.saving.then(async () => { await rm(join(dir, target.key + SUFFIX), { force: true }) })
+    target.saving = removal.catch(() => {})
+    return removal
   }
 
   function drain (target: Target): void {
@@ -64,8 +75,10 @@ export async function openFileWebhookQueue (dir: string, settings: QueueSettings
           target.pending.shift()
         } else if (step === 'dead') {
           target.pending.shift()
-          target.dead.unshift({ ...head, attempts: attempt, lastError: outcome.kind === 'delivered' ? null : outcome.error, failedAt: new Date().toISOString() })
-          target.dead.length = Math.min(target.dead.length, deadLetterLimit)
+          if (!target.forgotten) {
+            target.dead.unshift({ ...head, attempts: attempt, lastError: outcome.kind === 'delivered' ? null : outcome.error, failedAt: new Date().toISOString() })
+            target.dead.length = Math.min(target.dead.length, deadLetterLimit)
+          }
         } else {
           head.attempts = attempt
           head.lastError = outcome.kind === 'delivered' ? null : outcome.error
@@ -76,6 +89,7 @@ export async function openFileWebhookQueue (dir: string, settings: QueueSettings
         await save(target)
       }
       target.draining = false
+      if (!closed) await discardIfDone(target)
     })()
     inFlight.add(run)
     void run.finally(() => { inFlight.delete(run) })
@@ -87,10 +101,11 @@ export async function openFileWebhookQueue (dir: string, settings: QueueSettings
       continue
     }
     const key = entry.slice(0, -SUFFIX.length)
-    const saved = JSON.parse(await readFile(join(dir, entry), 'utf8')) as { pending: Delivery[], dead: DeadLetter[] }
+    const saved = JSON.parse(await readFile(join(dir, entry), 'utf8')) as { pending: Delivery[], dead: DeadLetter[], forgotten?: boolean }
     const target = targetFor(key, key.split('~')[0] ?? '')
     target.pending = saved.pending
     target.dead = saved.dead
+    target.forgotten = saved.forgotten === true
     drain(target)
   }
 
@@ -108,6 +123,15 @@ export async function openFileWebhookQueue (dir: string, settings: QueueSettings
 
     async deadLetters (instanceId) {
       return [...targets.values()].filter(target => target.instanceId === instanceId).flatMap(target => target.dead)
+    },
+
+    async forget (instanceId) {
+      await Promise.all([...targets.values()].filter(target => target.instanceId === instanceId).map(async target => {
+        target.forgotten = true
+        target.dead = []
+        // An outbox still delivering is discarded by its drain, once empty.
+        await (target.pending.length === 0 && !target.draining ? discardIfDone(target) : save(target))
+      }))
     },
 
 

@@ -12,6 +12,13 @@ export interface WebhookQueue {
   /** Resolves once the deliveries are durable. */
   enqueue: (deliveries: Delivery[]) => Promise<void>
   deadLetters: (instanceId: string) => Promise<DeadLetter[]>
+  /**
+   * Called once the instance is deleted: its dead letters go now (nobody can
+   * read them any more), a delivery of it that fails for good from now on
+   * leaves none, and its outboxes go once their pending deliveries, its last
+   * event included, are out.
+   */
+  forget: (instanceId: string) => Promise<void>
   close: () => Promise<void>
 }
 

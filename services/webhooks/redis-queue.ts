@@ -1,5 +1,6 @@
 import { type Job, Queue, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
+import { redisInstanceKey } from '../../stores/redis-store.js'
 import { backoffDelay } from '../backoff.js'
 import type { DeadLetter, Delivery } from './delivery.js'
 import { DEFAULT_DEAD_LETTER_LIMIT, nextStep, type QueueSettings, targetOf, type WebhookQueue } from './queue.js'
@@ -23,20 +24,23 @@ if head and cjson.decode(head).id == ARGV[1] then redis.call('LPOP', KEYS[1]) en
 return redis.call('LINDEX', KEYS[1], 0)
 `
 
-// KEYS: pending list, dead-letter list. ARGV: id, dead letter JSON, dead-letter limit.
+// KEYS: pending list, dead-letter list, the instance's record. ARGV: id, dead letter JSON,
+// dead-letter limit. A deleted instance keeps no dead letters: nobody could read them.
 const DEAD_IF_HEAD = `
 local head = redis.call('LINDEX', KEYS[1], 0)
 if head and cjson.decode(head).id == ARGV[1] then
   redis.call('LPOP', KEYS[1])
-  redis.call('LPUSH', KEYS[2], ARGV[2])
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('LPUSH', KEYS[2], ARGV[2])
+    redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+  end
 end
 return redis.call('LINDEX', KEYS[1], 0)
 `
 
 type ScriptedRedis = Redis & {
   waPopIfHead: (key: string, id: string) => Promise<string | null>
-  waDeadIfHead: (pending: string, dead: string, id: string, letter: string, limit: number) => Promise<string | null>
+  waDeadIfHead: (pending: string, dead: string, instance: string, id: string, letter: string, limit: number) => Promise<string | null>
 }
 
 export interface RedisQueueOptions extends QueueSettings {
@@ -52,11 +56,12 @@ export async function openRedisWebhookQueue (options: RedisQueueOptions): Promis
   // BullMQ's blocking reads need a connection that retries forever.
   const connection = options.redis.duplicate({ maxRetriesPerRequest: null }) as ScriptedRedis
   connection.defineCommand('waPopIfHead', { numberOfKeys: 1, lua: POP_IF_HEAD })
-  connection.defineCommand('waDeadIfHead', { numberOfKeys: 2, lua: DEAD_IF_HEAD })
+  connection.defineCommand('waDeadIfHead', { numberOfKeys: 3, lua: DEAD_IF_HEAD })
 
   const key = {
     pending: (target: string) => `${prefix}webhook:pending:${target}`,
-    dead: (instanceId: string) => `${prefix}webhook:dead:${instanceId}`
+    dead: (instanceId: string) => `${prefix}webhook:dead:${instanceId}`,
+    instance: (instanceId: string) => redisInstanceKey(prefix, instanceId)
   }
   const bullPrefix = `${prefix}bull`
   const queue = new Queue<DeliverJob>('webhooks', { connection, prefix: bullPrefix })
@@ -87,7 +92,7 @@ export async function openRedisWebhookQueue (options: RedisQueueOptions): Promis
     if (step === 'retry') throw new Error(outcome.kind === 'delivered' ? 'retry' : outcome.error)
     const next = step === 'done'
       ? await connection.waPopIfHead(key.pending(target), head.id)
-      : await connection.waDeadIfHead(key.pending(target), key.dead(head.instanceId), head.id, JSON.stringify({
+      : await connection.waDeadIfHead(key.pending(target), key.dead(head.instanceId), key.instance(head.instanceId), head.id, JSON.stringify({
         ...head,
         attempts: attempt,
         lastError: outcome.kind === 'delivered' ? null : outcome.error,
@@ -120,6 +125,11 @@ export async function openRedisWebhookQueue (options: RedisQueueOptions): Promis
 
     async deadLetters (instanceId) {
       return (await connection.lrange(key.dead(instanceId), 0, -1)).map(raw => JSON.parse(raw) as DeadLetter)
+    },
+
+    async forget (instanceId) {
+      // Called once the instance's record is gone, so no letter of it is added after this.
+      await connection.del(key.dead(instanceId))
     },
 
 

@@ -1,5 +1,7 @@
 import { lookup } from 'node:dns/promises'
+import { readdir } from 'node:fs/promises'
 import { hostname } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { isPublicAddress } from '../../services/webhooks/destination.js'
 import { call, createTenant, startApp, type TestApp } from '../support/app.js'
@@ -13,11 +15,11 @@ import { signatureIsValid, startWebhookReceiver } from '../support/webhook-recei
 
 const fastRetries = { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_BASE_MS: '50', WEBHOOK_RETRY_MAX_MS: '200', WEBHOOK_MAX_ATTEMPTS: '6' }
 
-async function withWebhook (service: TestApp, url: string, extra: Record<string, unknown> = {}): Promise<{ accountId: string, instanceToken: string, secret: string }> {
-  const { accountId, instanceToken } = await createTenant(service)
+async function withWebhook (service: TestApp, url: string, extra: Record<string, unknown> = {}): Promise<{ accountId: string, accountToken: string, instanceToken: string, secret: string }> {
+  const { accountId, accountToken, instanceToken } = await createTenant(service)
   const saved = await call(service.url, 'POST', '/api/events/webhook/sales', { token: instanceToken, body: { enabled: true, url, ...extra } })
   if (saved.status !== 200) throw new Error(JSON.stringify(saved.body))
-  return { accountId, instanceToken, secret: saved.body.signingSecret }
+  return { accountId, accountToken, instanceToken, secret: saved.body.signingSecret }
 }
 
 /** Drives `count` state changes through the service's recorder, as the session service does. */
@@ -26,6 +28,21 @@ async function produceEvents (service: TestApp, accountId: string, count: number
   if (instance === null) throw new Error('no instance')
   for (let i = 0; i < count; i++) {
     await service.app.recordState(instance, { state: i % 2 === 0 ? 'connecting' : 'disconnected', previousState: i % 2 === 0 ? 'disconnected' : 'connecting', detail: `step_${i}`, statusCode: null, numberJid: null })
+  }
+}
+
+/** What the webhook outbox still holds of an instance: its files, or its Redis keys. */
+async function webhookLeftovers (service: TestApp, instanceId: string): Promise<string[]> {
+  const { redis, config } = service.app
+  if (redis !== null) return await redis.keys(`${config.REDIS_PREFIX}webhook:*${instanceId}*`)
+  return (await readdir(join(service.dataDir, 'webhooks'))).filter(name => name.startsWith(instanceId))
+}
+
+async function until (condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 20))
   }
 }
 
@@ -70,6 +87,36 @@ for (const backend of await backends(t)) {
     t.match(rejected, { label: 'default', attempts: 1, lastError: 'HTTP 410', event: { event: 'instance.state', data: { detail: 'step_0' } } })
     t.match(retried, { attempts: 3, lastError: 'HTTP 500', event: { data: { detail: 'step_1' } } })
     t.equal(receiver.accepted()[0]?.json.data.detail, 'step_2', 'the next event went through after the dead ones')
+  })
+
+  t.test(`${backend.name}: deleting an instance delivers its last event, then leaves none of its dead letters or outboxes behind`, async t => {
+    const receiver = await startWebhookReceiver(t)
+    const service = await startApp(t, { env: { ...backend.env(), ...fastRetries } })
+    const { accountId, accountToken } = await withWebhook(service, receiver.url)
+    const instance = await service.app.store.findInstanceByName(accountId, 'sales')
+    if (instance === null) throw new Error('no instance')
+    receiver.failNext(1, 410)
+    await produceEvents(service, accountId, 1)
+    await until(async () => (await service.app.webhookQueue.deadLetters(instance.id)).length === 1, 'the dead letter')
+
+    t.equal((await call(service.url, 'DELETE', '/api/instance/delete/sales', { token: accountToken })).status, 200)
+    const [last] = await receiver.waitForAccepted(1)
+    t.match(last?.json.data, { state: 'loggedout', detail: 'deleted' }, 'the webhook still hears of the deletion')
+    t.same(await service.app.webhookQueue.deadLetters(instance.id), [], 'the dead letters went with the instance')
+    await until(async () => (await webhookLeftovers(service, instance.id)).length === 0, 'the outbox to go')
+  })
+
+  t.test(`${backend.name}: a deleted instance's last delivery that fails for good leaves no dead letter`, async t => {
+    const receiver = await startWebhookReceiver(t)
+    const service = await startApp(t, { env: { ...backend.env(), ...fastRetries, WEBHOOK_MAX_ATTEMPTS: '2' } })
+    const { accountId, accountToken } = await withWebhook(service, receiver.url)
+    const instance = await service.app.store.findInstanceByName(accountId, 'sales')
+    if (instance === null) throw new Error('no instance')
+    receiver.failNext(2, 500)
+    t.equal((await call(service.url, 'DELETE', '/api/instance/delete/sales', { token: accountToken })).status, 200)
+    await until(async () => receiver.requests.length === 2, 'both attempts')
+    await until(async () => (await webhookLeftovers(service, instance.id)).length === 0, 'the outbox to go')
+    t.same(await service.app.webhookQueue.deadLetters(instance.id), [])
   })
 
   t.test(`${backend.name}: a receiver that is down through a restart still gets the events`, async t => {
