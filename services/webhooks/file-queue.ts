@@ -32,6 +32,8 @@ export async function openFileWebhookQueue (dir: string, settings: QueueSettings
   const deadLetterLimit = settings.deadLetterLimit ?? DEFAULT_DEAD_LETTER_LIMIT
   let closed = false
 
+  const targetsOf = (instanceId: string): Target[] => [...targets.values()].filter(target => target.instanceId === instanceId)
+
   function targetFor (key: string, instanceId: string): Target {
     let target = targets.get(key)
     if (target === undefined) {
@@ -122,18 +124,17 @@ export async function openFileWebhookQueue (dir: string, settings: QueueSettings
     },
 
     async deadLetters (instanceId) {
-      return [...targets.values()].filter(target => target.instanceId === instanceId).flatMap(target => target.dead)
+      return targetsOf(instanceId).flatMap(target => target.dead)
     },
 
     async forget (instanceId) {
-      await Promise.all([...targets.values()].filter(target => target.instanceId === instanceId).map(async target => {
+      await Promise.all(targetsOf(instanceId).map(async target => {
         target.forgotten = true
         target.dead = []
         // An outbox still delivering is discarded by its drain, once empty.
         await (target.pending.length === 0 && !target.draining ? discardIfDone(target) : save(target))
       }))
     },
-
 
     async close () {
       closed = true

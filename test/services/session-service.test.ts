@@ -2,6 +2,7 @@ import t from 'tap'
 import { call, createTenant, startApp, type TestApp } from '../support/app.js'
 import { backends } from '../support/backends.js'
 import { recordEvents } from '../support/events.js'
+import { eventually } from '../support/eventually.js'
 import { seedSavedSession } from '../support/sessions.js'
 import { generateTrustRoot } from '../support/wa-server/index.js'
 import { connectedInstance, fakeWhatsApp, SAVED_JID, trustLocalWhatsApp, whatsappEnv } from '../support/whatsapp.js'
@@ -12,14 +13,6 @@ import { connectedInstance, fakeWhatsApp, SAVED_JID, trustLocalWhatsApp, whatsap
 trustLocalWhatsApp(t)
 
 const NO_SESSION = 'Instance has no saved session, call /connect first'
-
-/** Polls until the condition holds (true) or 10 s pass (false). */
-async function eventually (condition: () => Promise<boolean>): Promise<boolean> {
-  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise(resolve => setTimeout(resolve, 50))) {
-    if (await condition()) return true
-  }
-  return false
-}
 
 async function stateOf (service: TestApp, token: string, name = 'sales'): Promise<{ state: string, numberJid: string | null }> {
   const reply = await call(service.url, 'GET', `/api/instance/list?instanceName=${name}`, { token })

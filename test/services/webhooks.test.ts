@@ -6,6 +6,7 @@ import t from 'tap'
 import { isPublicAddress } from '../../services/webhooks/destination.js'
 import { call, createTenant, startApp, type TestApp } from '../support/app.js'
 import { backends } from '../support/backends.js'
+import { eventually } from '../support/eventually.js'
 import { freePort } from '../support/ports.js'
 import { signatureIsValid, startWebhookReceiver } from '../support/webhook-receiver.js'
 
@@ -36,14 +37,6 @@ async function webhookLeftovers (service: TestApp, instanceId: string): Promise<
   const { redis, config } = service.app
   if (redis !== null) return await redis.keys(`${config.REDIS_PREFIX}webhook:*${instanceId}*`)
   return (await readdir(join(service.dataDir, 'webhooks'))).filter(name => name.startsWith(instanceId))
-}
-
-async function until (condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
 }
 
 for (const backend of await backends(t)) {
@@ -97,13 +90,13 @@ for (const backend of await backends(t)) {
     if (instance === null) throw new Error('no instance')
     receiver.failNext(1, 410)
     await produceEvents(service, accountId, 1)
-    await until(async () => (await service.app.webhookQueue.deadLetters(instance.id)).length === 1, 'the dead letter')
+    t.ok(await eventually(async () => (await service.app.webhookQueue.deadLetters(instance.id)).length === 1), 'the refused delivery became a dead letter')
 
     t.equal((await call(service.url, 'DELETE', '/api/instance/delete/sales', { token: accountToken })).status, 200)
     const [last] = await receiver.waitForAccepted(1)
     t.match(last?.json.data, { state: 'loggedout', detail: 'deleted' }, 'the webhook still hears of the deletion')
     t.same(await service.app.webhookQueue.deadLetters(instance.id), [], 'the dead letters went with the instance')
-    await until(async () => (await webhookLeftovers(service, instance.id)).length === 0, 'the outbox to go')
+    t.ok(await eventually(async () => (await webhookLeftovers(service, instance.id)).length === 0), 'the outbox went too')
   })
 
   t.test(`${backend.name}: a deleted instance's last delivery that fails for good leaves no dead letter`, async t => {
@@ -114,8 +107,8 @@ for (const backend of await backends(t)) {
     if (instance === null) throw new Error('no instance')
     receiver.failNext(2, 500)
     t.equal((await call(service.url, 'DELETE', '/api/instance/delete/sales', { token: accountToken })).status, 200)
-    await until(async () => receiver.requests.length === 2, 'both attempts')
-    await until(async () => (await webhookLeftovers(service, instance.id)).length === 0, 'the outbox to go')
+    t.ok(await eventually(async () => receiver.requests.length === 2), 'both attempts were made')
+    t.ok(await eventually(async () => (await webhookLeftovers(service, instance.id)).length === 0), 'the outbox went')
     t.same(await service.app.webhookQueue.deadLetters(instance.id), [])
   })
 
