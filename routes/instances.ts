@@ -15,6 +15,17 @@ import {
 } from '../schemas/instance.js'
 import { asAccount, asTenant } from '../services/auth.js'
 
+const RECONNECT_INITIATED = { success: true, message: 'Reconnect initiated', status: 'connecting' } as const
+
+/** `?instanceName=a,b` as names; most calls name one instance, and they skip the split. */
+function namesIn (filter = ''): string[] {
+  if (!filter.includes(',')) {
+    const name = filter.trim()
+    return name === '' ? [] : [name]
+  }
+  return filter.split(',').map(name => name.trim()).filter(name => name !== '')
+}
+
 const instances: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/instance/new', {
     config: { auth: 'account', rateLimit: { max: app.config.RATE_LIMIT_CREATE_MAX } },
@@ -27,11 +38,11 @@ const instances: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/instance/list', {
     config: { auth: 'tenant' },
     schema: { querystring: ListInstancesQuery, response: { 200: ListInstancesReply, ...errorResponses(404) } }
-  }, async (request) => {
-    const names = (request.query.instanceName ?? '').split(',').map(name => name.trim()).filter(name => name !== '')
-    const list = await app.instances.list(asTenant(request.caller), names)
-    return { success: true as const, message: `${list.length} ${list.length === 1 ? 'Instance' : 'Instances'} found`, instances: list }
-  })
+  }, (request) => app.instances.list(asTenant(request.caller), namesIn(request.query.instanceName)).then(list => ({
+    success: true as const,
+    message: `${list.length} ${list.length === 1 ? 'Instance' : 'Instances'} found`,
+    instances: list
+  })))
 
   app.get('/instance/connect/:instance', {
     config: { auth: 'tenant' },
@@ -50,10 +61,7 @@ const instances: FastifyPluginAsyncTypebox = async (app) => {
     scope.post('/instance/reconnect/:instance', {
       config: { auth: 'tenant' },
       schema: { params: InstanceParams, response: { 200: ReconnectReply, ...errorResponses(403, 404) } }
-    }, async (request) => {
-      await app.instances.reconnect(asTenant(request.caller), request.params.instance)
-      return { success: true as const, message: 'Reconnect initiated' as const, status: 'connecting' as const }
-    })
+    }, (request) => app.instances.reconnect(asTenant(request.caller), request.params.instance).then(() => RECONNECT_INITIATED))
   })
 
   app.delete('/instance/logout/:instance', {

@@ -31,6 +31,10 @@ export interface SessionGate {
   flush: () => Promise<void>
 }
 
+function isPaired (creds: string | null): boolean {
+  return creds !== null && (JSON.parse(creds, BufferJSON.reviver) as { me?: { id?: string } }).me?.id !== undefined
+}
+
 /**
  * The single door between WhatsApp sockets and stored sessions: every socket
  * is started here and every auth-state write passes through here, in order
@@ -58,16 +62,15 @@ export function createSessionGate ({ store, secretBox, log, settings }: {
    * Runs a session read (or the wipe) once the instance's queued writes are
    * durable. Most calls find none queued, and then do not wait a turn for them.
    */
-  async function afterWrites<T> (instanceId: string, action: () => Promise<T>): Promise<T> {
+  function afterWrites<T> (instanceId: string, action: () => Promise<T>): Promise<T> {
     const pending = writeQueues.get(instanceId)
-    if (pending !== undefined) await pending
-    return await action()
+    return pending === undefined ? action() : pending.then(action)
   }
 
   function storageFor (instanceId: string, isActive: () => boolean): SessionStorage {
     return {
-      readCreds: async () => await afterWrites(instanceId, async () => await store.readSessionCreds(instanceId)),
-      readKeys: async (names) => await afterWrites(instanceId, async () => await store.readSessionKeys(instanceId, names)),
+      readCreds: () => afterWrites(instanceId, () => store.readSessionCreds(instanceId)),
+      readKeys: (names) => afterWrites(instanceId, () => store.readSessionKeys(instanceId, names)),
       write: async (write) => { if (isActive()) await enqueueWrite(instanceId, write) }
     }
   }
@@ -98,15 +101,9 @@ export function createSessionGate ({ store, secretBox, log, settings }: {
       return { socket, retire: () => { active = false } }
     },
 
-    async hasPairedSession (instanceId) {
-      const creds = await afterWrites(instanceId, async () => await store.readSessionCreds(instanceId))
-      if (creds === null) return false
-      return (JSON.parse(creds, BufferJSON.reviver) as { me?: { id?: string } }).me?.id !== undefined
-    },
+    hasPairedSession: (instanceId) => afterWrites(instanceId, () => store.readSessionCreds(instanceId)).then(isPaired),
 
-    async wipeSession (instanceId) {
-      await afterWrites(instanceId, async () => { await store.deleteSession(instanceId) })
-    },
+    wipeSession: (instanceId) => afterWrites(instanceId, () => store.deleteSession(instanceId)),
 
     async flush () {
       await Promise.all([...writeQueues.values()])
