@@ -54,13 +54,14 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
   const accounts = new Map<string, AccountRecord>()
   const instances = new Map<string, InstanceRecord>()
   const tokens = new Map<string, TokenOwner>()
-  const instanceIdsByName = new Map<string, string>()
+  // Ids by account, then by name: a lookup hashes only the name (an account
+  // id's hash is cached in the string the caller holds), and an account's
+  // list and quota read only its own instances.
+  const instanceIdsByAccount = new Map<string, Map<string, string>>()
   // A promise per session so concurrent first reads share one file read.
   const sessions = new Map<string, Promise<SessionData>>()
   const sessionIds = new Set<string>()
   const pendingWrites = new Set<Promise<unknown>>()
-
-  const nameKey = (accountId: string, name: string): string => `${accountId}\u0000${name}`
 
   const settings = new Map<string, string>()
   for (const setting of await readRecords<{ name: string, value: string }>(dirs.settings)) settings.set(setting.name, setting.value)
@@ -76,13 +77,20 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
   function indexInstance (instance: InstanceRecord): void {
     instances.set(instance.id, instance)
     tokens.set(instance.tokenHash, { kind: 'instance', accountId: instance.accountId, instanceId: instance.id, instanceName: instance.name })
-    instanceIdsByName.set(nameKey(instance.accountId, instance.name), instance.id)
+    let ids = instanceIdsByAccount.get(instance.accountId)
+    if (ids === undefined) {
+      ids = new Map()
+      instanceIdsByAccount.set(instance.accountId, ids)
+    }
+    ids.set(instance.name, instance.id)
   }
 
   function unindexInstance (instance: InstanceRecord): void {
     instances.delete(instance.id)
     tokens.delete(instance.tokenHash)
-    instanceIdsByName.delete(nameKey(instance.accountId, instance.name))
+    const ids = instanceIdsByAccount.get(instance.accountId)
+    ids?.delete(instance.name)
+    if (ids?.size === 0) instanceIdsByAccount.delete(instance.accountId)
   }
 
   async function track<T> (work: Promise<T>): Promise<T> {
@@ -162,11 +170,10 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
 
     async createInstance (instance, quota): Promise<CreateInstanceResult> {
       // Checks and index updates happen synchronously, so no concurrent call can interleave.
-      if (instanceIdsByName.has(nameKey(instance.accountId, instance.name))) return 'name_taken'
+      const owned = instanceIdsByAccount.get(instance.accountId)
+      if (owned?.has(instance.name) === true) return 'name_taken'
       if (tokens.has(instance.tokenHash)) return 'token_taken'
-      let owned = 0
-      for (const existing of instances.values()) if (existing.accountId === instance.accountId) owned++
-      if (owned >= quota) return 'quota_exceeded'
+      if ((owned?.size ?? 0) >= quota) return 'quota_exceeded'
       indexInstance(instance)
       try {
         await writeJson(dirs.instances, instance.id, instance)
@@ -182,12 +189,17 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
     },
 
     async findInstanceByName (accountId, name) {
-      const id = instanceIdsByName.get(nameKey(accountId, name))
+      const id = instanceIdsByAccount.get(accountId)?.get(name)
       return id === undefined ? null : instances.get(id) ?? null
     },
 
     async listInstances (accountId) {
-      return [...instances.values()].filter(instance => instance.accountId === accountId)
+      const found: InstanceRecord[] = []
+      for (const id of instanceIdsByAccount.get(accountId)?.values() ?? []) {
+        const instance = instances.get(id)
+        if (instance !== undefined) found.push(instance)
+      }
+      return found
     },
 
     async listAllInstances () {
