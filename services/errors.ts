@@ -29,22 +29,32 @@ export class DomainError extends Error {
   }
 }
 
+/**
+ * An outcome without details is one shared, frozen error: it carries nothing
+ * of the call that met it (no stack either), and building an Error costs more
+ * than the rest of a 400 answer.
+ */
+function shared (kind: DomainErrorKind, message: string): () => DomainError {
+  const error = Object.freeze(new DomainError(kind, message))
+  return () => error
+}
+
 export const errors = {
-  invalidToken: () => new DomainError('unauthorized', 'Invalid token'),
-  instanceTokenMismatch: () => new DomainError('forbidden', 'Instance token does not match this instance'),
-  instanceNotFound: () => new DomainError('not_found', 'Instance not found'),
-  instanceNameTaken: () => new DomainError('conflict', 'Instance name already exists'),
-  instanceTokenTaken: () => new DomainError('conflict', 'Instance token already in use'),
-  instanceQuotaExceeded: () => new DomainError('forbidden', 'Account instance quota exceeded'),
-  noSavedSession: () => new DomainError('bad_request', 'Instance has no saved session, call /connect first'),
+  invalidToken: shared('unauthorized', 'Invalid token'),
+  instanceTokenMismatch: shared('forbidden', 'Instance token does not match this instance'),
+  instanceNotFound: shared('not_found', 'Instance not found'),
+  instanceNameTaken: shared('conflict', 'Instance name already exists'),
+  instanceTokenTaken: shared('conflict', 'Instance token already in use'),
+  instanceQuotaExceeded: shared('forbidden', 'Account instance quota exceeded'),
+  noSavedSession: shared('bad_request', 'Instance has no saved session, call /connect first'),
   reconnectFailed: (reason: string) => new DomainError('upstream_failed', `Failed to reconnect: ${reason}`),
   connectFailed: (reason: string) => new DomainError('upstream_failed', `Failed to connect: ${reason}`),
-  qrTimeout: () => new DomainError('upstream_timeout', 'Timed out waiting for QR code'),
-  webhookNotFound: () => new DomainError('not_found', 'Webhook not found'),
+  qrTimeout: shared('upstream_timeout', 'Timed out waiting for QR code'),
+  webhookNotFound: shared('not_found', 'Webhook not found'),
   tooManyWebhooks: (limit: number) => new DomainError('bad_request', `At most ${limit} enabled webhooks per instance`),
   webhookUrlRefused: (reason: string) => new DomainError('bad_request', `Webhook URL refused: ${reason}`),
-  rateLimited: () => new DomainError('rate_limited', 'Rate limit exceeded. Try again later.'),
+  rateLimited: shared('rate_limited', 'Rate limit exceeded. Try again later.'),
   routeNotFound: (method: string, url: string) => new DomainError('not_found', `Route ${method}:${url} not found`),
-  shuttingDown: () => new DomainError('unavailable', 'Service is shutting down'),
-  busy: () => new DomainError('unavailable', 'Too many concurrent changes to this instance, try again')
+  shuttingDown: shared('unavailable', 'Service is shutting down'),
+  busy: shared('unavailable', 'Too many concurrent changes to this instance, try again')
 } as const
