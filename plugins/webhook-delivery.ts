@@ -22,6 +22,7 @@ export default fp(async (app) => {
       allowPrivate: config.WEBHOOK_ALLOW_PRIVATE,
       open: secretBox.open
     }),
+    instanceExists: async (instanceId) => (await app.store.getInstance(instanceId)) !== null,
     maxAttempts: config.WEBHOOK_MAX_ATTEMPTS,
     backoff: { baseMs: config.WEBHOOK_RETRY_BASE_MS, maxMs: config.WEBHOOK_RETRY_MAX_MS },
     onOutcome: (delivery, outcome, attempt) => {
@@ -34,4 +35,4 @@ export default fp(async (app) => {
   app.decorate('webhookQueue', queue)
   app.decorate('webhookDispatcher', createWebhookDispatcher({ queue, baseUrl: config.PUBLIC_URL ?? `http://localhost:${config.PORT}` }))
   app.addHook('onClose', async () => { await queue.close() })
-}, { name: 'webhook-delivery', dependencies: ['config', 'redis', 'secret-box'] })
+}, { name: 'webhook-delivery', dependencies: ['config', 'redis', 'store', 'secret-box'] })

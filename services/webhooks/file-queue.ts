@@ -62,6 +62,15 @@ export async function openFileWebhookQueue (dir: string, settings: QueueSettings
     return removal
   }
 
+  async function forget (instanceId: string): Promise<void> {
+    await Promise.all(targetsOf(instanceId).map(async target => {
+      target.forgotten = true
+      target.dead = []
+      // An outbox still delivering is discarded by its drain, once empty.
+      await (target.pending.length === 0 && !target.draining ? discardIfDone(target) : save(target))
+    }))
+  }
+
   function drain (target: Target): void {
     if (target.draining || closed) return
     target.draining = true
@@ -110,6 +119,11 @@ export async function openFileWebhookQueue (dir: string, settings: QueueSettings
     target.forgotten = saved.forgotten === true
     drain(target)
   }
+  // A process that stopped between deleting an instance and forgetting it left its targets behind.
+  const remembered = new Set([...targets.values()].filter(target => !target.forgotten).map(target => target.instanceId))
+  for (const instanceId of remembered) {
+    if (!await settings.instanceExists(instanceId)) await forget(instanceId)
+  }
 
   return {
     async enqueue (deliveries) {
@@ -127,14 +141,7 @@ export async function openFileWebhookQueue (dir: string, settings: QueueSettings
       return targetsOf(instanceId).flatMap(target => target.dead)
     },
 
-    async forget (instanceId) {
-      await Promise.all(targetsOf(instanceId).map(async target => {
-        target.forgotten = true
-        target.dead = []
-        // An outbox still delivering is discarded by its drain, once empty.
-        await (target.pending.length === 0 && !target.draining ? discardIfDone(target) : save(target))
-      }))
-    },
+    forget,
 
     async close () {
       closed = true

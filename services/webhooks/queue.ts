@@ -24,6 +24,8 @@ export interface WebhookQueue {
 
 export interface QueueSettings {
   deliver: (delivery: Delivery) => Promise<DeliveryOutcome>
+  /** Whether the instance still exists: at start, leftovers of deleted instances are forgotten. */
+  instanceExists: (instanceId: string) => Promise<boolean>
   maxAttempts: number
   backoff: BackoffOptions
   /** Dead letters kept per target, newest first. */

@@ -43,6 +43,9 @@ type ScriptedRedis = Redis & {
   waDeadIfHead: (pending: string, dead: string, instance: string, id: string, letter: string, limit: number) => Promise<string | null>
 }
 
+/** A key prefix as a SCAN pattern that matches it literally. */
+const globEscaped = (text: string): string => text.replace(/[*?[\]\\]/g, '\\$&')
+
 export interface RedisQueueOptions extends QueueSettings {
   redis: Redis
   prefix: string
@@ -109,6 +112,21 @@ export async function openRedisWebhookQueue (options: RedisQueueOptions): Promis
   })
   worker.on('error', (error: Error) => { options.onError?.(error) })
   await worker.waitUntilReady()
+
+  /** What follows `keyPrefix` in every key under it. */
+  async function * suffixesUnder (keyPrefix: string): AsyncGenerator<string> {
+    const batches = connection.scanStream({ match: `${globEscaped(keyPrefix)}*`, count: 1000 }) as AsyncIterable<string[]>
+    for await (const keys of batches) for (const found of keys) yield found.slice(keyPrefix.length)
+  }
+
+  // What a process that stopped at the wrong moment left behind: an outbox
+  // whose head got no job (it stopped between the push and the scheduling),
+  // dead letters of an instance it deleted but had not forgotten yet.
+  // Both steps are idempotent, so replicas starting together do no harm.
+  for await (const target of suffixesUnder(key.pending(''))) await scheduleHead(target, await connection.lindex(key.pending(target), 0))
+  for await (const instanceId of suffixesUnder(key.dead(''))) {
+    if (!await options.instanceExists(instanceId)) await connection.del(key.dead(instanceId))
+  }
 
   return {
     async enqueue (deliveries) {

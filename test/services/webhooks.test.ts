@@ -2,6 +2,7 @@ import { lookup } from 'node:dns/promises'
 import { readdir } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
+import { Redis } from 'ioredis'
 import t from 'tap'
 import { isPublicAddress } from '../../services/webhooks/destination.js'
 import { call, createTenant, startApp, type TestApp } from '../support/app.js'
@@ -112,6 +113,25 @@ for (const backend of await backends(t)) {
     t.same(await service.app.webhookQueue.deadLetters(instance.id), [])
   })
 
+  t.test(`${backend.name}: leftovers of an instance deleted by a process that stopped before forgetting it go at the next start`, async t => {
+    const receiver = await startWebhookReceiver(t)
+    const env = { ...backend.env(), ...fastRetries }
+    const first = await startApp(t, { env })
+    const { accountId } = await withWebhook(first, receiver.url)
+    const instance = await first.app.store.findInstanceByName(accountId, 'sales')
+    if (instance === null) throw new Error('no instance')
+    receiver.failNext(1, 410)
+    await produceEvents(first, accountId, 1)
+    t.ok(await eventually(async () => (await first.app.webhookQueue.deadLetters(instance.id)).length === 1), 'a dead letter exists')
+    // The record goes, and the process stops before the webhook queue hears of it.
+    await first.app.store.deleteInstance(instance.id)
+    await first.close()
+
+    const second = await startApp(t, { env, dataDir: first.dataDir })
+    t.same(await second.app.webhookQueue.deadLetters(instance.id), [], 'its dead letters are gone')
+    t.same(await webhookLeftovers(second, instance.id), [], 'and nothing else of it is left')
+  })
+
   t.test(`${backend.name}: a receiver that is down through a restart still gets the events`, async t => {
     const port = await freePort()
     const env = { ...backend.env(), ...fastRetries, WEBHOOK_MAX_ATTEMPTS: '50', WEBHOOK_RETRY_MAX_MS: '100' }
@@ -129,6 +149,28 @@ for (const backend of await backends(t)) {
     t.same((await receiver.waitForAccepted(4)).map(request => request.json.data.detail).slice(3), ['step_0'], 'and the new process keeps delivering')
   })
 }
+
+t.test('redis: an outbox whose head never got its job (the process stopped in between) is delivered after a restart', async t => {
+  const redis = (await backends(t)).find(backend => backend.name === 'redis')
+  if (redis === undefined) return
+  const port = await freePort()
+  const redisEnv = redis.env()
+  const env = { ...redisEnv, ...fastRetries, WEBHOOK_MAX_ATTEMPTS: '50', WEBHOOK_RETRY_MAX_MS: '100' }
+  const first = await startApp(t, { env })
+  const { accountId } = await withWebhook(first, `http://127.0.0.1:${port}/`)
+  await produceEvents(first, accountId, 2)
+  await first.close()
+  // As if the process had stopped after pushing the deliveries and before scheduling them.
+  const client = new Redis(redisEnv.REDIS_URL ?? '')
+  t.teardown(async () => { await client.quit() })
+  const jobKeys = await client.keys(`${redisEnv.REDIS_PREFIX ?? ''}bull:*`)
+  t.ok(jobKeys.length > 0, 'the deliveries had jobs')
+  await client.del(...jobKeys)
+
+  await startApp(t, { env })
+  const receiver = await startWebhookReceiver(t, port)
+  t.same((await receiver.waitForAccepted(2)).map(request => request.json.data.detail), ['step_0', 'step_1'])
+})
 
 t.test('webhook configuration', async t => {
   const service = await startApp(t, { env: fastRetries })
