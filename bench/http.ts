@@ -14,9 +14,15 @@
  * third within minutes, and one baseline at the start would mostly measure that.
  * Each case takes several such (bare, case) rounds and is judged on the round
  * with the median ratio, so one disturbed window can neither pass nor fail it.
+ * Every round starts a fresh bare server and a fresh app: now and then a
+ * process settles for its whole life in a slower state (a bare server seen
+ * here went from 17 to 26 µs of CPU per request after a few windows, and
+ * stayed there), so processes kept across rounds would make the rounds one
+ * draw instead of several.
  *
- * Each server runs in its own child process (bench/server.ts) so the load
- * generator, which runs here, never competes with it for an event loop.
+ * Each server runs in its own child process (bench/server.ts, from a tsc
+ * build, as `npm start` runs the service) so the load generator, which runs
+ * here, never competes with it for an event loop.
  * Results go to the console and to bench/RESULTS.md, between the markers of the
  * "HTTP (bench/http.ts)" section; any other section of that file is kept.
  *
@@ -43,14 +49,14 @@ import { createRequire } from 'node:module'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { envInt, machineBusyMs, processCpuMs, spawnRedisServer, stopChild, writeResultsSection } from './common.js'
+import { rm } from 'node:fs/promises'
+import { compileProject, envInt, machineBusyMs, processCpuMs, spawnRedisServer, stopChild, writeResultsSection } from './common.js'
 import autocannon from 'autocannon'
 import { appCases, BARE_CASE, type CaseSpec, checkSample, createTenant, RATE_LIMIT_MAX, type StoreName } from './http-cases.js'
 import { isChildMessage, type ParentMessage, type ServerMode, SERVER_ENV } from './protocol.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const projectRoot = resolve(here, '..')
-const TS_LOADER = '@tapjs/typescript/import'
 
 const settings = {
   duration: envInt('BENCH_DURATION', 10, 1),
@@ -151,18 +157,18 @@ interface ServerProcess {
   stop: () => Promise<void>
 }
 
-/** Forks bench/server.ts with the TypeScript loader (no type-check: `npm run typecheck` does that). */
-async function startServer (mode: ServerMode, env: Record<string, string | undefined>): Promise<ServerProcess> {
-  const execArgv = ['--import', TS_LOADER]
+/** Forks bench/server.js of the build in `buildDir`. */
+async function startServer (buildDir: string, mode: ServerMode, env: Record<string, string | undefined>): Promise<ServerProcess> {
+  const execArgv: string[] = []
   if (settings.cpuProfDir !== undefined) {
-    // One folder per server; in it, the main thread's profile is CPU.*.0.*.cpuprofile (the other thread is the TypeScript loader's).
+    // One folder per server process.
     const name = mode === 'bare' ? 'bare' : `app-${env[SERVER_ENV.redisUrl] === undefined ? 'file' : 'redis'}`
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resolve(settings.cpuProfDir), `${name}-${Date.now()}`)}`)
   }
-  const child = fork(join(here, 'server.ts'), [], {
+  const child = fork(join(buildDir, 'bench', 'server.js'), [], {
     cwd: projectRoot,
     execArgv,
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', [SERVER_ENV.mode]: mode, ...env },
+    env: { ...process.env, [SERVER_ENV.mode]: mode, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
   children.add(child)
@@ -299,9 +305,10 @@ async function measure (server: ServerProcess, redis: RedisServer | null, spec: 
   return best
 }
 
-async function runApp (store: 'file' | 'redis', redis: RedisServer | null, bare: ServerProcess): Promise<CaseResult[]> {
+/** A fresh app on `store`, with the account and instance the cases use; returns the server and the account's token. */
+async function startApp (buildDir: string, store: 'file' | 'redis', redis: RedisServer | null): Promise<{ server: ServerProcess, token: string }> {
   const adminToken = randomBytes(24).toString('hex')
-  const server = await startServer('app', {
+  const server = await startServer(buildDir, 'app', {
     [SERVER_ENV.adminToken]: adminToken,
     [SERVER_ENV.redisUrl]: redis?.url,
     [SERVER_ENV.logLevel]: settings.logLevel,
@@ -309,21 +316,42 @@ async function runApp (store: 'file' | 'redis', redis: RedisServer | null, bare:
   })
   try {
     if (server.store !== store) throw new Error(`expected the ${store} store, the app opened ${String(server.store)}`)
-    const token = await createTenant(server.url, adminToken)
-    const results: CaseResult[] = []
-    for (const spec of appCases(store, token)) {
-      const rounds: CaseResult[] = []
-      for (let round = 1; round <= settings.rounds; round++) {
-        if (settings.rounds > 1) console.log(`  round ${round} of ${settings.rounds}`)
-        const baseline = await measure(bare, null, BARE_CASE)
-        rounds.push({ ...await measure(server, redis, spec), baseline })
-      }
-      results.push(medianRound(rounds))
-    }
-    return results
-  } finally {
+    return { server, token: await createTenant(server.url, adminToken) }
+  } catch (error) {
     await server.stop()
+    throw error
   }
+}
+
+/** One round of a case: a fresh bare server's window, then a fresh app's window on the case. */
+async function round (buildDir: string, store: 'file' | 'redis', redis: RedisServer | null, caseIndex: number): Promise<CaseResult> {
+  const bare = await startServer(buildDir, 'bare', {})
+  try {
+    const app = await startApp(buildDir, store, redis)
+    try {
+      const spec = appCases(store, app.token)[caseIndex]
+      if (spec === undefined) throw new Error(`no case ${caseIndex} on the ${store} store`)
+      const baseline = await measure(bare, null, BARE_CASE)
+      return { ...await measure(app.server, redis, spec), baseline }
+    } finally {
+      await app.server.stop()
+    }
+  } finally {
+    await bare.stop()
+  }
+}
+
+async function runApp (buildDir: string, store: 'file' | 'redis', redis: RedisServer | null): Promise<CaseResult[]> {
+  const results: CaseResult[] = []
+  for (const caseIndex of appCases(store, '').keys()) {
+    const rounds: CaseResult[] = []
+    for (let number = 1; number <= settings.rounds; number++) {
+      if (settings.rounds > 1) console.log(`  round ${number} of ${settings.rounds}`)
+      rounds.push(await round(buildDir, store, redis, caseIndex))
+    }
+    results.push(medianRound(rounds))
+  }
+  return results
 }
 
 /** A round's req/s over its own bare window's; 0 when that window is unusable. */
@@ -435,12 +463,13 @@ function section (outcomes: Outcome[], info: Machine, date: Date): string {
     `Command: \`${command()}\``,
     '',
     `Load: autocannon, ${settings.connections} connections, pipelining ${settings.pipelining}, ${settings.duration} s measured per window after ${settings.warmup} s of unmeasured warm-up. ` +
-      'The load generator runs in the parent process; each server runs in its own child process (bench/server.ts). ' +
-      'Every app window comes right after a fresh window of the same length on the bare route (its server stays up, idle in between) and is compared with that window, so a drift of the machine\'s speed during the run cancels out. ' +
-      `Each app case runs ${settings.rounds} such (bare, case) rounds; its row shows the round with the median ratio, and that ratio is judged, so one disturbed window can neither pass nor fail a case.`,
+      'The load generator runs in the parent process; each server runs in its own child process (bench/server.js, built with tsc). ' +
+      'Every app window comes right after a window of the same length on the bare route and is compared with that window, so a drift of the machine\'s speed during the run cancels out. ' +
+      `Each app case runs ${settings.rounds} such (bare, case) rounds, each with a fresh bare server and a fresh app, so one process that settles in a slower state cannot decide a case; ` +
+      'its row shows the round with the median ratio, and that ratio is judged, so one disturbed window can neither pass nor fail a case.',
     '',
     `App settings: LOG_LEVEL=${settings.logLevel}, auth by \`token\` header (an account token), rate limiting on with RATE_LIMIT_MAX=${RATE_LIMIT_MAX}. ` +
-      'The account and instance are created over HTTP before the measurements. The reconnect case targets an instance with no saved session; ' +
+      'The account and instance are created over HTTP, in each fresh app, before its measurements. The reconnect case targets an instance with no saved session; ' +
       'every response under load must be a 400 (a sample is also checked for the message, before and after the load, so a 429 from the limiter cannot pass for it).',
     '',
     table(outcomes),
@@ -475,25 +504,25 @@ async function main (): Promise<void> {
   const outcomes: Outcome[] = []
 
   let redisVersion = 'not run'
-  const bare = await startServer('bare', {})
+  const buildDir = await compileProject('bench/server.js')
   try {
-    console.log('app, embedded file store (every case window right after a bare Fastify window)')
-    outcomes.push(...await runApp('file', null, bare))
+    console.log('app, embedded file store (every case window right after a bare Fastify window; fresh servers every round)')
+    outcomes.push(...await runApp(buildDir, 'file', null))
 
-    console.log('app, Redis store (every case window right after a bare Fastify window)')
+    console.log('app, Redis store (every case window right after a bare Fastify window; fresh servers every round)')
     if (settings.noRedis) {
       outcomes.push(...appCases('redis', '').map(spec => ({ spec, ran: false as const, reason: 'BENCH_NO_REDIS=1' })))
     } else {
       const redis = await startRedis()
       redisVersion = redis.version
       try {
-        outcomes.push(...await runApp('redis', redis, bare))
+        outcomes.push(...await runApp(buildDir, 'redis', redis))
       } finally {
         await redis.stop()
       }
     }
   } finally {
-    await bare.stop()
+    await rm(buildDir, { recursive: true, force: true })
   }
 
   const info = machine(redisVersion)
