@@ -109,6 +109,8 @@ export function createRedisStore (options: RedisStoreOptions): Store {
     redis.defineCommand('waFindInstance', { numberOfKeys: 1, lua: FIND_INSTANCE })
   }
 
+  const parseInstance = createInstanceParser()
+
   const key = {
     setting: (name: string) => `${prefix}setting:${name}`,
     account: (id: string) => `${prefix}account:${id}`,
@@ -270,9 +272,36 @@ function encodeFields (record: object): string[] {
   return pairs
 }
 
-function parseInstance (json: string | null): InstanceRecord | null {
-  if (json === null) return null
-  const instance = JSON.parse(json) as Partial<InstanceRecord>
-  return instance.id === undefined ? null : instance as InstanceRecord
+/** Parsed records kept per store; past this, the oldest goes first. */
+const PARSED_INSTANCE_LIMIT = 10_000
+
+/**
+ * Parses instance records, each distinct JSON once. A status poll reads the
+ * same record again and again, and parsing it was a sixth of such a request.
+ * A record is never changed in place (a change writes a new one, so new JSON),
+ * which lets one parse serve every read; the records are frozen, so a caller
+ * that tried to change one would fail loudly instead of changing every reader's.
+ */
+function createInstanceParser (): (json: string | null) => InstanceRecord | null {
+  const parsed = new Map<string, InstanceRecord>()
+  return (json) => {
+    if (json === null) return null
+    const known = parsed.get(json)
+    if (known !== undefined) return known
+    const instance = JSON.parse(json) as Partial<InstanceRecord>
+    if (instance.id === undefined) return null
+    const record = deepFreeze(instance as InstanceRecord)
+    if (parsed.size >= PARSED_INSTANCE_LIMIT) parsed.delete(parsed.keys().next().value as string)
+    parsed.set(json, record)
+    return record
+  }
+}
+
+function deepFreeze<T> (value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const child of Object.values(value)) deepFreeze(child)
+  }
+  return value
 }
 
