@@ -4,6 +4,9 @@
  * must load exactly the same routes for their figures to be comparable.
  */
 
+import { randomBytes } from 'node:crypto'
+import { SERVER_ENV } from './protocol.js'
+
 export type StoreName = 'bare' | 'file' | 'redis'
 
 export interface CaseSpec {
@@ -22,6 +25,23 @@ const NO_SESSION_MESSAGE = 'Instance has no saved session, call /connect first'
 
 /** The app's limit in a benchmark: every request is counted, and the limit stays out of reach. */
 export const RATE_LIMIT_MAX = '100000000'
+
+/**
+ * The settings of an app server (bench/server.ts), the same in every benchmark,
+ * with the fresh admin token that createTenant() then needs.
+ */
+export function appServerSettings (redisUrl: string | undefined, logLevel: string): { adminToken: string, env: Record<string, string | undefined> } {
+  const adminToken = randomBytes(24).toString('hex')
+  return {
+    adminToken,
+    env: {
+      [SERVER_ENV.adminToken]: adminToken,
+      [SERVER_ENV.redisUrl]: redisUrl,
+      [SERVER_ENV.logLevel]: logLevel,
+      [SERVER_ENV.rateLimitMax]: RATE_LIMIT_MAX
+    }
+  }
+}
 
 export const BARE_CASE: CaseSpec = { id: 'bare', store: 'bare', route: 'GET /bare (plain Fastify, no plugins)', method: 'GET', path: '/bare', expectedStatus: 200 }
 

@@ -44,15 +44,14 @@
  * than its expected status (or had connection errors).
  */
 import { type ChildProcess, fork } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { rm } from 'node:fs/promises'
 import { compileProject, envInt, machineBusyMs, processCpuMs, spawnRedisServer, stopChild, writeResultsSection } from './common.js'
 import autocannon from 'autocannon'
-import { appCases, BARE_CASE, type CaseSpec, checkSample, createTenant, RATE_LIMIT_MAX, type StoreName } from './http-cases.js'
+import { appCases, appServerSettings, BARE_CASE, type CaseSpec, checkSample, createTenant, RATE_LIMIT_MAX, type StoreName } from './http-cases.js'
 import { isChildMessage, type ParentMessage, type ServerMode, SERVER_ENV } from './protocol.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -307,13 +306,8 @@ async function measure (server: ServerProcess, redis: RedisServer | null, spec: 
 
 /** A fresh app on `store`, with the account and instance the cases use; returns the server and the account's token. */
 async function startApp (buildDir: string, store: 'file' | 'redis', redis: RedisServer | null): Promise<{ server: ServerProcess, token: string }> {
-  const adminToken = randomBytes(24).toString('hex')
-  const server = await startServer(buildDir, 'app', {
-    [SERVER_ENV.adminToken]: adminToken,
-    [SERVER_ENV.redisUrl]: redis?.url,
-    [SERVER_ENV.logLevel]: settings.logLevel,
-    [SERVER_ENV.rateLimitMax]: RATE_LIMIT_MAX
-  })
+  const { adminToken, env } = appServerSettings(redis?.url, settings.logLevel)
+  const server = await startServer(buildDir, 'app', env)
   try {
     if (server.store !== store) throw new Error(`expected the ${store} store, the app opened ${String(server.store)}`)
     return { server, token: await createTenant(server.url, adminToken) }

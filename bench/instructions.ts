@@ -35,7 +35,6 @@
  * Takes about 10 minutes. The exit code is 1 when a case answered something other than its expected status.
  */
 import { execFile, spawn, spawnSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import { join, relative, resolve } from 'node:path'
@@ -43,7 +42,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import autocannon from 'autocannon'
 import { compileProject, envInt, spawnRedisServer, stopChild, writeResultsSection } from './common.js'
-import { appCases, BARE_CASE, type CaseSpec, checkSample, createTenant, RATE_LIMIT_MAX } from './http-cases.js'
+import { appCases, appServerSettings, BARE_CASE, type CaseSpec, checkSample, createTenant } from './http-cases.js'
 import { isChildMessage, type ServerMode, SERVER_ENV } from './protocol.js'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
@@ -182,13 +181,8 @@ async function measure (server: TracedServer, spec: CaseSpec): Promise<Counted> 
 }
 
 async function measureApp (buildDir: string, store: 'file' | 'redis', redisUrl: string | undefined): Promise<Counted[]> {
-  const adminToken = randomBytes(24).toString('hex')
-  const server = await startTraced(buildDir, 'app', {
-    [SERVER_ENV.adminToken]: adminToken,
-    [SERVER_ENV.redisUrl]: redisUrl,
-    [SERVER_ENV.logLevel]: 'silent',
-    [SERVER_ENV.rateLimitMax]: RATE_LIMIT_MAX
-  })
+  const { adminToken, env } = appServerSettings(redisUrl, 'silent')
+  const server = await startTraced(buildDir, 'app', env)
   try {
     const token = await createTenant(server.url, adminToken)
     const counted: Counted[] = []
