@@ -2,6 +2,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import lockfile from 'proper-lockfile'
 import writeFileAtomic from 'write-file-atomic'
+import { deepFreeze } from './deep-freeze.js'
 import type {
   AccountRecord,
   CreateInstanceResult,
@@ -75,7 +76,7 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
   for (const name of await listJsonFiles(dirs.sessions)) sessionIds.add(name)
 
   function indexInstance (instance: InstanceRecord): void {
-    instances.set(instance.id, instance)
+    instances.set(instance.id, deepFreeze(instance))
     tokens.set(instance.tokenHash, { kind: 'instance', accountId: instance.accountId, instanceId: instance.id, instanceName: instance.name })
     let ids = instanceIdsByAccount.get(instance.accountId)
     if (ids === undefined) {
@@ -125,7 +126,7 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
 
   /** Updates the in-memory record at once (before any await), then writes it through. */
   async function applyPatch (current: InstanceRecord, patch: InstancePatch, nextSeq: boolean): Promise<InstanceRecord> {
-    const updated: InstanceRecord = { ...current, ...patch, seq: nextSeq ? current.seq + 1 : current.seq, updatedAt: new Date().toISOString() }
+    const updated: InstanceRecord = deepFreeze({ ...current, ...patch, seq: nextSeq ? current.seq + 1 : current.seq, updatedAt: new Date().toISOString() })
     instances.set(current.id, updated)
     await writeJson(dirs.instances, current.id, updated)
     return updated

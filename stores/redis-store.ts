@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import { deepFreeze } from './deep-freeze.js'
 import type {
   AccountRecord,
   CreateInstanceResult,
@@ -295,13 +296,5 @@ function createInstanceParser (): (json: string | null) => InstanceRecord | null
     parsed.set(json, record)
     return record
   }
-}
-
-function deepFreeze<T> (value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const child of Object.values(value)) deepFreeze(child)
-  }
-  return value
 }
 

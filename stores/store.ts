@@ -3,6 +3,11 @@
  * the embedded default, and stores/redis-store.ts); stores/index.ts picks one.
  * Records hold only hashes of tokens and encrypted secrets: a store dump never
  * reveals a credential.
+ *
+ * An instance record never changes once stored: an update stores a new one,
+ * and stores hand records out deeply frozen. What a reader derives from a
+ * record therefore stays true for as long as it holds that record
+ * (services/instances.ts keeps each record's API view).
  */
 
 export type ConnectionState = 'connected' | 'connecting' | 'disconnected' | 'loggedout'

@@ -97,6 +97,20 @@ function conformance (name: string, backend: Backend): void {
       t.notOk(await store.deleteInstance(instance.id))
     })
 
+    t.test('instance records come out deeply frozen, and an update is a new record', async t => {
+      const store = await (await backend(t))()
+      const instance = instanceRecord('acc', 'sales')
+      await store.createInstance(instance, 10)
+      const read = await store.findInstanceByName('acc', 'sales')
+      t.ok(read !== null && Object.isFrozen(read) && Object.isFrozen(read.connection) && Object.isFrozen(read.profile) && Object.isFrozen(read.webhooks))
+      t.throws(() => { (read as { name: string }).name = 'changed' }, TypeError, 'a reader cannot change what other readers see')
+      const updated = await store.updateInstance(instance.id, { desired: 'online' })
+      t.ok(updated !== null && Object.isFrozen(updated))
+      t.not(updated, read, 'the update is a new record')
+      t.equal(read?.desired, 'offline', 'and the record read before it still says what it said')
+      t.equal((await store.getInstance(instance.id))?.desired, 'online')
+    })
+
     t.test('a compare-and-set update lands only while the expected fields are unchanged', async t => {
       const store = await (await backend(t))()
       const instance = instanceRecord('acc', 'sales')
