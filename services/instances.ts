@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { ConnectReplyType, CreateInstanceInput, InstanceViewType, ProxyInput, ProxyViewType } from '../schemas/instance.js'
+import { deepFreeze } from '../stores/deep-freeze.js'
 import type { InstanceRecord, ProxyRecord, Store, WebhookRecord } from '../stores/store.js'
 import type { AccountCaller, AuthService, TenantCaller } from './auth.js'
 import { errors } from './errors.js'
@@ -142,7 +143,7 @@ export function createInstanceService ({ store, auth, sessions, webhookQueue, re
         instances = (await store.listInstances(caller.accountId)).sort((a, b) => a.createdAt.localeCompare(b.createdAt))
       }
       if (names.length === 1 && caller.kind === 'account' && instances.length === 0) throw errors.instanceNotFound()
-      return instances.map(toView)
+      return instances.map(viewOf)
     },
 
     async connect (caller: TenantCaller, name: string, options: { number?: string }) {
@@ -186,6 +187,23 @@ function proxyView (proxy: ProxyRecord | null): ProxyViewType {
     username: proxy?.username ?? null,
     hasPassword: proxy?.passwordSealed != null
   }
+}
+
+/**
+ * A record never changes (stores/store.ts), so its view is built once and
+ * shared, frozen, by every later read of it: a polled status then reuses the
+ * view, and the route its serialized reply. An updated instance is a new
+ * record, hence a new view; an old one goes with its record.
+ */
+const views = new WeakMap<InstanceRecord, InstanceViewType>()
+
+function viewOf (instance: InstanceRecord): InstanceViewType {
+  let view = views.get(instance)
+  if (view === undefined) {
+    view = deepFreeze(toView(instance))
+    views.set(instance, view)
+  }
+  return view
 }
 
 function toView (instance: InstanceRecord): InstanceViewType {

@@ -89,6 +89,36 @@ for (const backend of await backends(t)) {
       t.same(asInstance.body.instances.map((i: { name: string }) => i.name), ['sales'], 'an instance token sees only its own instance, whatever the filter')
     })
 
+    t.test('a polled instance: every poll answers the same bytes until the instance changes, then its new state', async t => {
+      const service = await startApp(t, { env: backend.env() })
+      const { accountToken, instanceToken } = await createTenant(service, 'sales')
+      const poll = async (): Promise<string> => {
+        const reply = await fetch(`${service.url}/api/instance/list?instanceName=sales`, { headers: { token: accountToken } })
+        t.equal(reply.status, 200)
+        return await reply.text()
+      }
+
+      const first = await poll()
+      t.equal(await poll(), first, 'an unchanged instance answers the same reply')
+      t.same(JSON.parse(first).instances[0].proxy, { enabled: false, protocol: null, host: null, port: null })
+
+      await call(service.url, 'POST', '/api/instance/proxy/sales', {
+        token: instanceToken,
+        body: { enabled: true, protocol: 'http', host: 'proxy.example', port: 3128, username: 'bob', password: 'pr0xy-s3cret-value' }
+      })
+      const afterProxy = JSON.parse(await poll())
+      t.same(afterProxy.instances[0].proxy, { enabled: true, protocol: 'http', host: 'proxy.example', port: 3128 }, 'the next poll shows the change')
+      t.same(Object.keys(afterProxy.instances[0].proxy), ['enabled', 'protocol', 'host', 'port'], 'still only the fields of the schema')
+
+      await call(service.url, 'POST', '/api/instance/proxy/sales', { token: instanceToken, body: { enabled: false, protocol: 'http', host: 'proxy.example', port: 3128 } })
+      t.equal(JSON.parse(await poll()).instances[0].proxy.enabled, false, 'and the one after that')
+
+      await call(service.url, 'POST', '/api/instance/new', { token: accountToken, body: { name: 'support' } })
+      const both = await call(service.url, 'GET', '/api/instance/list?instanceName=sales,support', { token: accountToken })
+      t.equal(both.body.message, '2 Instances found', 'a list of several is answered as before')
+      t.same(both.body.instances.map((i: { name: string }) => i.name), ['sales', 'support'])
+    })
+
     t.test('tenant isolation: accounts and instance tokens cannot reach others', async t => {
       const service = await startApp(t, { env: backend.env() })
       const a = await createTenant(service, 'alpha')
