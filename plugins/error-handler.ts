@@ -26,6 +26,7 @@ export default fp(async (app) => {
     if (error instanceof DomainError) {
       status = STATUS_OF[error.kind]
       message = error.message
+      if (error.retryAfterSeconds !== undefined) reply.header('retry-after', error.retryAfterSeconds)
     } else if (error.validation !== undefined) {
       status = 400
       message = error.message

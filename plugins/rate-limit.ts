@@ -1,9 +1,34 @@
-import rateLimit from '@fastify/rate-limit'
+import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
+import LocalStore from '@fastify/rate-limit/store/LocalStore.js'
+import RedisStore from '@fastify/rate-limit/store/RedisStore.js'
 import fp from 'fastify-plugin'
 import { errors } from '../services/errors.js'
 
 const WINDOW_MS = 60_000
-const RESET_HEADER = 'x-ratelimit-reset'
+
+/**
+ * The plugin's own counters, reporting when the window resets in place of how
+ * long it has left. The plugin writes `X-RateLimit-Reset` as the ttl in whole
+ * seconds, rounded up; the RyzeAPI contract wants the reset's Unix time. With
+ * the reset's time (epoch ms) as the ttl, the header it writes is that Unix
+ * time, the same on every reply of a window, and no reply needs rewriting
+ * (an onSend hook did that before, on every reply). Its Retry-After on a 429
+ * comes from the same figure, so errorResponseBuilder turns that back into
+ * seconds.
+ */
+class ResetTimeStore implements FastifyRateLimitStore {
+  constructor (private readonly counters: FastifyRateLimitStore) {}
+
+  incr (...[key, callback, timeWindow, max]: Parameters<FastifyRateLimitStore['incr']>): void {
+    this.counters.incr(key, (error, counted) => {
+      callback(error, counted === undefined ? undefined : { current: counted.current, ttl: Date.now() + counted.ttl })
+    }, timeWindow, max)
+  }
+
+  child (routeOptions: Parameters<FastifyRateLimitStore['child']>[0]): FastifyRateLimitStore {
+    return new ResetTimeStore(this.counters.child(routeOptions))
+  }
+}
 
 /**
  * A fixed 60 s window per caller: the hash of a valid token, else the client
@@ -11,25 +36,19 @@ const RESET_HEADER = 'x-ratelimit-reset'
  * `config: { rateLimit: false }` (health probes) or set their own `max`.
  */
 export default fp(async (app) => {
+  const counters = app.redis === null
+    ? new LocalStore(false, false, 100_000)
+    : new RedisStore(false, false, app.redis, `${app.config.REDIS_PREFIX}ratelimit:`)
   await app.register(rateLimit, {
     global: true,
     max: app.config.RATE_LIMIT_MAX,
     timeWindow: WINDOW_MS,
-    cache: 100_000,
-    redis: app.redis ?? undefined,
-    nameSpace: `${app.config.REDIS_PREFIX}ratelimit:`,
+    // The plugin builds its store from a class, itself.
+    store: class extends ResetTimeStore { constructor () { super(counters) } },
     skipOnError: false,
     // A token's digest is the key as it is (64 hex digits, so never mistaken for an `ip:` key):
     // the string is the one auth already hashed for its own lookup, and it is not copied per request.
     keyGenerator: (request) => request.callerKey ?? `ip:${request.ip}`,
-    errorResponseBuilder: () => errors.rateLimited()
-  })
-
-  // @fastify/rate-limit sends seconds until the reset; the RyzeAPI contract is the reset's Unix time.
-  // A callback hook, not an async one: it runs on every reply and an extra promise there is measurable.
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    const secondsLeft = reply.getHeader(RESET_HEADER)
-    if (secondsLeft !== undefined) reply.header(RESET_HEADER, Math.floor(Date.now() / 1000) + Number(secondsLeft))
-    done(null, payload)
+    errorResponseBuilder: (_request, { ttl: resetAt }) => errors.rateLimited(Math.max(1, Math.ceil((resetAt - Date.now()) / 1000)))
   })
 }, { name: 'rate-limit', dependencies: ['config', 'redis', 'auth'] })

@@ -16,8 +16,10 @@ export type DomainErrorKind =
 
 export class DomainError extends Error {
   readonly kind: DomainErrorKind
+  /** When trying again can succeed, and not before (HTTP: Retry-After). */
+  readonly retryAfterSeconds: number | undefined
 
-  constructor (kind: DomainErrorKind, message: string) {
+  constructor (kind: DomainErrorKind, message: string, options: { retryAfterSeconds?: number } = {}) {
     // An expected outcome, not a bug: capturing a stack would cost more than
     // answering a 401 or a 404, and nothing ever reads it.
     const stackTraceLimit = Error.stackTraceLimit
@@ -26,6 +28,7 @@ export class DomainError extends Error {
     Error.stackTraceLimit = stackTraceLimit
     this.name = 'DomainError'
     this.kind = kind
+    this.retryAfterSeconds = options.retryAfterSeconds
   }
 }
 
@@ -53,7 +56,7 @@ export const errors = {
   webhookNotFound: shared('not_found', 'Webhook not found'),
   tooManyWebhooks: (limit: number) => new DomainError('bad_request', `At most ${limit} enabled webhooks per instance`),
   webhookUrlRefused: (reason: string) => new DomainError('bad_request', `Webhook URL refused: ${reason}`),
-  rateLimited: shared('rate_limited', 'Rate limit exceeded. Try again later.'),
+  rateLimited: (retryAfterSeconds: number) => new DomainError('rate_limited', 'Rate limit exceeded. Try again later.', { retryAfterSeconds }),
   routeNotFound: (method: string, url: string) => new DomainError('not_found', `Route ${method}:${url} not found`),
   shuttingDown: shared('unavailable', 'Service is shutting down'),
   busy: shared('unavailable', 'Too many concurrent changes to this instance, try again')

@@ -27,8 +27,10 @@ for (const backend of await backends(t)) {
       t.same(limited.body, LIMITED)
       t.equal(limited.headers.get('x-ratelimit-limit'), '100')
       t.equal(limited.headers.get('x-ratelimit-remaining'), '0')
-      // The limiter reports whole seconds left, so the Unix time it implies can move by one second.
-      t.ok(Math.abs(Number(limited.headers.get('x-ratelimit-reset')) - reset) <= 1, 'the window is fixed from the first request')
+      const limitedReset = Number(limited.headers.get('x-ratelimit-reset'))
+      if (backend.name === 'file') t.equal(limitedReset, reset, 'the window is fixed from the first request, and so is its reset')
+      // Redis reports the time left; the reset it implies is late by the round trip, which can cross a second.
+      else t.ok(Math.abs(limitedReset - reset) <= 1, 'the window is fixed from the first request')
       const retryAfter = Number(limited.headers.get('retry-after'))
       t.ok(retryAfter > 0 && retryAfter <= 60, `Retry-After in seconds (${retryAfter})`)
 
