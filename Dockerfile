@@ -11,6 +11,7 @@ COPY routes ./routes
 COPY schemas ./schemas
 COPY services ./services
 COPY stores ./stores
+COPY types ./types
 RUN npm run build && npm prune --omit=dev
 
 # Run stage: production dependencies and compiled code only, as a non-root user.
