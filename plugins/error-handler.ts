@@ -1,5 +1,7 @@
+import fastJsonStringify from 'fast-json-stringify'
 import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
+import { ErrorEnvelope } from '../schemas/common.js'
 import { DomainError, type DomainErrorKind, errors } from '../services/errors.js'
 
 const STATUS_OF: Record<DomainErrorKind, number> = {
@@ -14,6 +16,26 @@ const STATUS_OF: Record<DomainErrorKind, number> = {
   unavailable: 503
 }
 
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
+const serializeEnvelope = fastJsonStringify(ErrorEnvelope)
+
+/**
+ * The envelope of each frozen error, serialized once: services/errors.ts
+ * shares one frozen error per outcome without details (a bad token, a
+ * reconnect with no saved session...), the common refusals, and a frozen
+ * error's envelope can never change.
+ */
+const frozenEnvelopes = new WeakMap<DomainError, string>()
+
+function envelopeOf (error: DomainError): string {
+  let envelope = frozenEnvelopes.get(error)
+  if (envelope === undefined) {
+    envelope = serializeEnvelope({ success: false, error: { message: error.message } })
+    if (Object.isFrozen(error)) frozenEnvelopes.set(error, envelope)
+  }
+  return envelope
+}
+
 /**
  * One envelope for every failure, `{"success":false,"error":{"message"}}`:
  * domain errors, validation and body-parsing errors, unknown routes and bugs.
@@ -21,13 +43,13 @@ const STATUS_OF: Record<DomainErrorKind, number> = {
  */
 export default fp(async (app) => {
   app.setErrorHandler((error: FastifyError | DomainError, request, reply) => {
+    if (error instanceof DomainError) {
+      if (error.retryAfterSeconds !== undefined) reply.header('retry-after', error.retryAfterSeconds)
+      return reply.code(STATUS_OF[error.kind]).type(JSON_CONTENT_TYPE).send(envelopeOf(error))
+    }
     let status: number
     let message: string
-    if (error instanceof DomainError) {
-      status = STATUS_OF[error.kind]
-      message = error.message
-      if (error.retryAfterSeconds !== undefined) reply.header('retry-after', error.retryAfterSeconds)
-    } else if (error.validation !== undefined) {
+    if (error.validation !== undefined) {
       status = 400
       message = error.message
     } else if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {

@@ -42,6 +42,7 @@ for (const backend of await backends(t)) {
       for (const body of bodies) {
         const reply = await call(service.url, 'POST', '/api/instance/reconnect/sales', { token: instanceToken, ...body })
         t.equal(reply.status, 400, body.label)
+        t.equal(reply.headers.get('content-type'), 'application/json; charset=utf-8', body.label)
         t.same(reply.body, { success: false, error: { message: NO_SESSION } }, body.label)
       }
     })
@@ -52,6 +53,7 @@ for (const backend of await backends(t)) {
       for (const token of [undefined, 'not-a-real-token']) {
         const reply = await call(service.url, 'POST', '/api/instance/reconnect/sales', { token, headers: { 'content-type': 'application/json' }, rawBody: '{bad' })
         t.equal(reply.status, 401)
+        t.equal(reply.headers.get('content-type'), 'application/json; charset=utf-8')
         t.same(reply.body, { success: false, error: { message: 'Invalid token' } })
       }
     })
