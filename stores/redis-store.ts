@@ -297,4 +297,3 @@ function createInstanceParser (): (json: string | null) => InstanceRecord | null
     return record
   }
 }
-
