@@ -5,7 +5,8 @@
  * the embedded bus and through Redis pub/sub (a private redis-server this
  * script starts on a free port and kills at the end). Three kinds of process:
  *
- * - the service (bench/fanout-server.ts): the real app, listening on
+ * - the service (bench/fanout-server.ts, from a tsc build, as `npm start`
+ *   runs the service): the real app, listening on
  *   127.0.0.1; for each event it stamps the wall clock and calls the real
  *   recorder, `app.recordState(instance, { detail: 'bench_<seq>', … })`;
  * - the subscribers (bench/fanout-clients.ts): one process holding every
@@ -51,13 +52,12 @@ import { mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { envInt, machineBusyMs, processCpuMs, spawnRedisServer, writeResultsSection } from './common.js'
+import { compileProject, envInt, machineBusyMs, processCpuMs, spawnRedisServer, writeResultsSection } from './common.js'
 import { formatSummary, summarizeProfile } from './fanout-profile.js'
 import { type ClientsReply, type ClientsRequest, type ClockReply, type ClockRequest, FANOUT_ENV, openFilesLimit, type ServerReply, type ServerRequest, wallNow } from './fanout-protocol.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const projectRoot = resolve(here, '..')
-const TS_LOADER = '@tapjs/typescript/import'
 const INSTANCE_NAME = 'fanout'
 /** p99 latency target (ms) for the cases with at least TARGET_SUBSCRIBERS subscribers. */
 const TARGET_P99_MS = 50
@@ -244,11 +244,12 @@ class Child<Request, Reply extends { type: string }> {
 }
 
 /**
- * Starts a TypeScript child with IPC. When this process's open-files limit is
- * below `openFiles`, the child is started through `sh -c 'ulimit -n …'`.
+ * Starts one of the benchmark's scripts from the tsc build in `buildDir`, with
+ * IPC. When this process's open-files limit is below `openFiles`, the child is
+ * started through `sh -c 'ulimit -n …'`.
  */
-function spawnTs (script: string, env: Record<string, string>, openFiles: number): ChildProcess {
-  const nodeArgs = ['--import', TS_LOADER, join(here, script)]
+function spawnBuilt (buildDir: string, script: string, env: Record<string, string>, openFiles: number): ChildProcess {
+  const nodeArgs = [join(buildDir, 'bench', script)]
   const current = openFilesLimit()
   const raise = current !== null && current < openFiles
   const [command, args] = raise
@@ -258,7 +259,7 @@ function spawnTs (script: string, env: Record<string, string>, openFiles: number
     cwd: projectRoot,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     serialization: 'advanced',
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', ...env }
+    env: { ...process.env, ...env }
   })
   children.add(child)
   child.once('exit', code => { if (code === 97) console.error(`could not raise the open-files limit of ${script} to ${openFiles} (ulimit -Hn is lower)`) })
@@ -354,7 +355,7 @@ interface CaseResult {
 
 interface EventTimes { calledAt: number, publishedAt: number, returnedAt: number, loopEndAt: number | null, completeAt: number | null }
 
-async function runCase (mode: Mode, servers: ServerChild[], redis: RedisServer | null, urls: string[], token: string, subscribers: number): Promise<CaseResult> {
+async function runCase (buildDir: string, mode: Mode, servers: ServerChild[], redis: RedisServer | null, urls: string[], token: string, subscribers: number): Promise<CaseResult> {
   // The first replica records the events; with several (Redis), every replica fans out to its own clients.
   const server = servers[0] as ServerChild
   const serviceCpuMs = (): number | null => {
@@ -363,7 +364,7 @@ async function runCase (mode: Mode, servers: ServerChild[], redis: RedisServer |
   }
   const label = caseLabel(mode, servers.length, subscribers)
   const total = settings.warmup + settings.events
-  const clients: ClientsChild = new Child('clients', spawnTs('fanout-clients.ts', {}, subscribers + SPARE_FILES))
+  const clients: ClientsChild = new Child('clients', spawnBuilt(buildDir, 'fanout-clients.js', {}, subscribers + SPARE_FILES))
   const started = await clients.next('started')
   if (started.openFiles !== null && started.openFiles < subscribers + 64) {
     console.warn(`WARNING: the clients' open-files limit is ${started.openFiles}, below ${subscribers} connections`)
@@ -559,13 +560,13 @@ async function waitForSockets (server: ServerChild, count: number): Promise<void
   throw new Error(`the service still holds sockets after 60 s (expected ${count})`)
 }
 
-async function runMode (mode: Mode, redis: RedisServer | null): Promise<CaseResult[]> {
+async function runMode (buildDir: string, mode: Mode, redis: RedisServer | null): Promise<CaseResult[]> {
   const adminToken = randomBytes(24).toString('hex')
   const replicas = mode === 'redis' ? settings.replicas : 1
   const maxSubscribers = Math.max(...settings.subscribers)
   const redisPrefix = `bench:fanout:${randomUUID()}:`
-  const script = mode === 'floor' ? 'fanout-floor-server.ts' : 'fanout-server.ts'
-  const servers: ServerChild[] = Array.from({ length: replicas }, (_unused, index) => new Child(replicas > 1 ? `service ${index + 1}` : 'service', spawnTs(script, {
+  const script = mode === 'floor' ? 'fanout-floor-server.js' : 'fanout-server.js'
+  const servers: ServerChild[] = Array.from({ length: replicas }, (_unused, index) => new Child(replicas > 1 ? `service ${index + 1}` : 'service', spawnBuilt(buildDir, script, {
     [FANOUT_ENV.adminToken]: adminToken,
     [FANOUT_ENV.logLevel]: settings.logLevel,
     ...(redis === null ? {} : { [FANOUT_ENV.redisUrl]: redis.url, [FANOUT_ENV.redisPrefix]: redisPrefix })
@@ -589,7 +590,7 @@ async function runMode (mode: Mode, redis: RedisServer | null): Promise<CaseResu
       // A case disturbed by other processes is run again (fresh clients); the least disturbed attempt is kept.
       let kept: CaseResult | null = null
       for (let attempt = 0; attempt <= settings.retries; attempt++) {
-        const result = await runCase(mode, servers, redis, urls, tenant.accountToken, subscribers)
+        const result = await runCase(buildDir, mode, servers, redis, urls, tenant.accountToken, subscribers)
         result.attempts = attempt + 1
         if (kept === null || (result.cpu.otherPercent ?? 0) < (kept.cpu.otherPercent ?? 0)) kept = { ...result, attempts: attempt + 1 }
         if ((result.cpu.otherPercent ?? 0) <= NOISE_LIMIT_PERCENT) break
@@ -646,7 +647,7 @@ function render (results: CaseResult[], startedAt: Date, redisVersion: string | 
     `Command: \`${commandLine()}\``,
     '',
     `Setup: one instance, N subscribers on \`GET /ws\` (account token in the \`token\` header, so each gets a snapshot and then every event of the instance). ` +
-      'Three processes: the service (bench/fanout-server.ts, the real app from buildApp, LOG_LEVEL=' + settings.logLevel + ', RATE_LIMIT_MAX=1e9, other settings default: ' +
+      'Three processes: the service (bench/fanout-server.ts from a tsc build, as `npm start` runs the service: the real app from buildApp, LOG_LEVEL=' + settings.logLevel + ', RATE_LIMIT_MAX=1e9, other settings default: ' +
       `WS_MAX_BUFFERED_BYTES 1 MiB, ping every 30 s), one process holding every \`ws\` client (bench/fanout-clients.ts, ${settings.concurrency} handshakes in flight while connecting), and the driver. ` +
       'Redis mode: REDIS_URL points at a private redis-server on 127.0.0.1 (store and bus both on Redis; the event goes through PUBLISH/SUBSCRIBE)' +
       (settings.replicas > 1 ? `; ${settings.replicas} service replicas share it, the subscribers spread evenly over them, events recorded on the first, CPU summed over the replicas. ` : '. ') +
@@ -693,13 +694,14 @@ async function main (): Promise<void> {
   if (settings.profileDir !== null) await mkdir(settings.profileDir, { recursive: true })
   const limit = openFilesLimit()
   console.log(`fan-out benchmark: modes ${settings.modes.join(', ')}; subscribers ${settings.subscribers.join(', ')}; ${settings.events} events (+${settings.warmup} warm-up); open-files limit ${String(limit)}`)
+  const buildDir = await compileProject('bench/fanout-server.js')
   const results: CaseResult[] = []
   let redisVersion: string | null = null
   for (const mode of settings.modes) {
     const redis = mode === 'redis' ? await startRedis() : null
     if (redis !== null) redisVersion = redis.version
     try {
-      results.push(...await runMode(mode, redis))
+      results.push(...await runMode(buildDir, mode, redis))
     } finally {
       await redis?.stop()
     }
