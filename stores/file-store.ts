@@ -71,12 +71,12 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
     tokens.set(account.tokenHash, { kind: 'account', accountId: account.id })
   }
   for (const instance of await readRecords<InstanceRecord>(dirs.instances)) {
-    indexInstance(instance)
+    indexInstance(deepFreeze(instance))
   }
   for (const name of await listJsonFiles(dirs.sessions)) sessionIds.add(name)
 
   function indexInstance (instance: InstanceRecord): void {
-    instances.set(instance.id, deepFreeze(instance))
+    instances.set(instance.id, instance)
     tokens.set(instance.tokenHash, { kind: 'instance', accountId: instance.accountId, instanceId: instance.id, instanceName: instance.name })
     let ids = instanceIdsByAccount.get(instance.accountId)
     if (ids === undefined) {
@@ -124,9 +124,16 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
     return loading
   }
 
+  /**
+   * The store's own, frozen copy of a record, as the Redis store's are (they
+   * are parsed from JSON): readers share it, and the caller's object is
+   * neither frozen under it nor able to change what readers see.
+   */
+  const ownRecord = (instance: InstanceRecord): InstanceRecord => deepFreeze(structuredClone(instance))
+
   /** Updates the in-memory record at once (before any await), then writes it through. */
   async function applyPatch (current: InstanceRecord, patch: InstancePatch, nextSeq: boolean): Promise<InstanceRecord> {
-    const updated: InstanceRecord = deepFreeze({ ...current, ...patch, seq: nextSeq ? current.seq + 1 : current.seq, updatedAt: new Date().toISOString() })
+    const updated = ownRecord({ ...current, ...patch, seq: nextSeq ? current.seq + 1 : current.seq, updatedAt: new Date().toISOString() })
     instances.set(current.id, updated)
     await writeJson(dirs.instances, current.id, updated)
     return updated
@@ -175,11 +182,12 @@ export async function openFileStore (options: FileStoreOptions): Promise<Store> 
       if (owned?.has(instance.name) === true) return 'name_taken'
       if (tokens.has(instance.tokenHash)) return 'token_taken'
       if ((owned?.size ?? 0) >= quota) return 'quota_exceeded'
-      indexInstance(instance)
+      const stored = ownRecord(instance)
+      indexInstance(stored)
       try {
-        await writeJson(dirs.instances, instance.id, instance)
+        await writeJson(dirs.instances, instance.id, stored)
       } catch (error) {
-        unindexInstance(instance)
+        unindexInstance(stored)
         throw error
       }
       return 'created'

@@ -104,6 +104,7 @@ function conformance (name: string, backend: Backend): void {
       const read = await store.findInstanceByName('acc', 'sales')
       t.ok(read !== null && Object.isFrozen(read) && Object.isFrozen(read.connection) && Object.isFrozen(read.profile) && Object.isFrozen(read.webhooks))
       t.throws(() => { (read as { name: string }).name = 'changed' }, TypeError, 'a reader cannot change what other readers see')
+      t.notOk(Object.isFrozen(instance) || Object.isFrozen(instance.connection), "the caller's own object is left as it was")
       const updated = await store.updateInstance(instance.id, { desired: 'online' })
       t.ok(updated !== null && Object.isFrozen(updated))
       t.not(updated, read, 'the update is a new record')
