@@ -11,8 +11,9 @@ const WINDOW_MS = 60_000
  * long it has left. The plugin writes `X-RateLimit-Reset` as the ttl in whole
  * seconds, rounded up; the RyzeAPI contract wants the reset's Unix time. With
  * the reset's time (epoch ms) as the ttl, the header it writes is that Unix
- * time, the same on every reply of a window, and no reply needs rewriting
- * (an onSend hook did that before, on every reply). Its Retry-After on a 429
+ * time, and no reply needs rewriting (an onSend hook did that before, on
+ * every reply). In memory the reset is fixed for the whole window; Redis
+ * reports the time left, so the round trip can move it across a second. Its Retry-After on a 429
  * comes from the same figure, so errorResponseBuilder turns that back into
  * seconds.
  */
