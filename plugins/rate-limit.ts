@@ -13,9 +13,9 @@ const WINDOW_MS = 60_000
  * the reset's time (epoch ms) as the ttl, the header it writes is that Unix
  * time, and no reply needs rewriting (an onSend hook did that before, on
  * every reply). In memory the reset is fixed for the whole window; Redis
- * reports the time left, so the round trip can move it across a second. Its Retry-After on a 429
- * comes from the same figure, so errorResponseBuilder turns that back into
- * seconds.
+ * reports the time left, so the round trip can move it across a second.
+ * The plugin writes a 429's Retry-After from the same figure, so
+ * errorResponseBuilder turns that back into seconds.
  */
 class ResetTimeStore implements FastifyRateLimitStore {
   constructor (private readonly counters: FastifyRateLimitStore) {}
