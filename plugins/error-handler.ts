@@ -1,5 +1,5 @@
 import fastJsonStringify from 'fast-json-stringify'
-import type { FastifyError } from 'fastify'
+import type { FastifyError, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import { ErrorEnvelope } from '../schemas/common.js'
 import { DomainError, type DomainErrorKind, errors } from '../services/errors.js'
@@ -18,6 +18,7 @@ const STATUS_OF: Record<DomainErrorKind, number> = {
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 const serializeEnvelope = fastJsonStringify(ErrorEnvelope)
+const envelopeWith = (message: string): string => serializeEnvelope({ success: false, error: { message } })
 
 /**
  * The envelope of each frozen error, serialized once: services/errors.ts
@@ -30,10 +31,19 @@ const frozenEnvelopes = new WeakMap<DomainError, string>()
 function envelopeOf (error: DomainError): string {
   let envelope = frozenEnvelopes.get(error)
   if (envelope === undefined) {
-    envelope = serializeEnvelope({ success: false, error: { message: error.message } })
+    envelope = envelopeWith(error.message)
     if (Object.isFrozen(error)) frozenEnvelopes.set(error, envelope)
   }
   return envelope
+}
+
+function sendEnvelope (reply: FastifyReply, status: number, envelope: string): FastifyReply {
+  return reply.code(status).type(JSON_CONTENT_TYPE).send(envelope)
+}
+
+function sendDomainError (reply: FastifyReply, error: DomainError): FastifyReply {
+  if (error.retryAfterSeconds !== undefined) reply.header('retry-after', error.retryAfterSeconds)
+  return sendEnvelope(reply, STATUS_OF[error.kind], envelopeOf(error))
 }
 
 /**
@@ -43,28 +53,12 @@ function envelopeOf (error: DomainError): string {
  */
 export default fp(async (app) => {
   app.setErrorHandler((error: FastifyError | DomainError, request, reply) => {
-    if (error instanceof DomainError) {
-      if (error.retryAfterSeconds !== undefined) reply.header('retry-after', error.retryAfterSeconds)
-      return reply.code(STATUS_OF[error.kind]).type(JSON_CONTENT_TYPE).send(envelopeOf(error))
-    }
-    let status: number
-    let message: string
-    if (error.validation !== undefined) {
-      status = 400
-      message = error.message
-    } else if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
-      status = error.statusCode
-      message = error.message
-    } else {
-      request.log.error({ err: error }, 'unhandled error')
-      status = 500
-      message = 'Internal server error'
-    }
-    return reply.code(status).send({ success: false, error: { message } })
+    if (error instanceof DomainError) return sendDomainError(reply, error)
+    if (error.validation !== undefined) return sendEnvelope(reply, 400, envelopeWith(error.message))
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) return sendEnvelope(reply, error.statusCode, envelopeWith(error.message))
+    request.log.error({ err: error }, 'unhandled error')
+    return sendEnvelope(reply, 500, envelopeWith('Internal server error'))
   })
 
-  app.setNotFoundHandler((request, reply) => {
-    const { message } = errors.routeNotFound(request.method, request.url.split('?')[0] ?? '')
-    return reply.code(404).send({ success: false, error: { message } })
-  })
+  app.setNotFoundHandler((request, reply) => sendDomainError(reply, errors.routeNotFound(request.method, request.url.split('?')[0] ?? '')))
 }, { name: 'error-handler' })
