@@ -48,7 +48,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -697,14 +697,18 @@ async function main (): Promise<void> {
   const buildDir = await compileProject('bench/fanout-server.js')
   const results: CaseResult[] = []
   let redisVersion: string | null = null
-  for (const mode of settings.modes) {
-    const redis = mode === 'redis' ? await startRedis() : null
-    if (redis !== null) redisVersion = redis.version
-    try {
-      results.push(...await runMode(buildDir, mode, redis))
-    } finally {
-      await redis?.stop()
+  try {
+    for (const mode of settings.modes) {
+      const redis = mode === 'redis' ? await startRedis() : null
+      if (redis !== null) redisVersion = redis.version
+      try {
+        results.push(...await runMode(buildDir, mode, redis))
+      } finally {
+        await redis?.stop()
+      }
     }
+  } finally {
+    await rm(buildDir, { recursive: true, force: true })
   }
   const section = render(results, startedAt, redisVersion)
   console.log(`\n${section}\n`)
