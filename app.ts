@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { AppConfig } from './config/index.js'
 import accountsPlugin from './plugins/accounts.js'
 import authPlugin from './plugins/auth.js'
+import authorizePlugin from './plugins/authorize.js'
 import configPlugin from './plugins/config.js'
 import errorHandlerPlugin from './plugins/error-handler.js'
 import eventStreamPlugin from './plugins/event-stream.js'
@@ -80,6 +81,7 @@ async function registerAll (app: FastifyInstance, config: AppConfig): Promise<vo
   await app.register(secretBoxPlugin)
   await app.register(authPlugin)
   await app.register(rateLimitPlugin)
+  await app.register(authorizePlugin)
   await app.register(webhookDeliveryPlugin)
   await app.register(stateEventsPlugin)
   await app.register(sessionsPlugin)

@@ -1,8 +1,9 @@
-import type { FastifyRequest, onRequestHookHandler, preParsingHookHandler } from 'fastify'
+import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { type AuthPolicy, type AuthService, type Caller, createAuthService } from '../services/auth.js'
 import { configuredOrLocalSecret } from '../services/local-secrets.js'
 import { hashToken } from '../services/tokens.js'
+import { hookList } from './route-hooks.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -38,12 +39,6 @@ function assignCaller (request: FastifyRequest, caller: Caller | null, tokenHash
   if (caller !== null) request.callerKey = tokenHash
 }
 
-/** A route's own hooks of one kind, as a list (Fastify accepts one function or an array). */
-function hookList<Hook> (hooks: Hook | Hook[] | undefined): Hook[] {
-  if (hooks === undefined) return []
-  return Array.isArray(hooks) ? hooks : [hooks]
-}
-
 export default fp(async (app) => {
   const adminToken = await configuredOrLocalSecret(app.config.ADMIN_TOKEN, app.config.DATA_DIR, 'admin-token')
   if (adminToken.path !== null) {
@@ -56,10 +51,10 @@ export default fp(async (app) => {
   app.decorateRequest('callerKey', null)
 
   // Identify early and reject late: the rate limiter (an onRequest hook of each
-  // route, added after this one) counts by caller, and only then are
-  // unauthenticated calls refused, before their body is read. The hooks go on
-  // each route with a policy when it is declared, so public routes (the health
-  // probes) run none and no request has to look its route's policy up.
+  // route, added after this one) counts by caller, and only then does the
+  // authorize plugin refuse unauthenticated calls. The hook goes on each route
+  // with a policy when it is declared, so public routes (the health probes)
+  // run none and no request has to look its route's policy up.
   // A callback hook: most calls come with a token known in process, and then
   // no promise is made at all.
   const identify: onRequestHookHandler = (request, _reply, done) => {
@@ -74,18 +69,8 @@ export default fp(async (app) => {
     }
     auth.identify(tokenHash).then((caller) => { assignCaller(request, caller, tokenHash); done() }, done)
   }
-  const authorizeFor = (policy: AuthPolicy): preParsingHookHandler => (request, _reply, payload, done) => {
-    try {
-      auth.authorize(request.caller, policy)
-      done(null, payload)
-    } catch (error) {
-      done(error as Error)
-    }
-  }
   app.addHook('onRoute', (route) => {
-    const policy = route.config?.auth
-    if (policy === undefined) return
+    if (route.config?.auth === undefined) return
     route.onRequest = [identify, ...hookList(route.onRequest)]
-    route.preParsing = [...hookList(route.preParsing), authorizeFor(policy)]
   })
 }, { name: 'auth', dependencies: ['config', 'store'] })
