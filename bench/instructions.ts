@@ -229,11 +229,11 @@ function section (rows: Counted[], skipped: string | null, valgrind: string, red
     '',
     `Machine: ${cpu}, ${os.cpus().length} cores, Node ${process.version}, ${os.type()} ${os.release()} (${os.arch()}); ${valgrind}; redis-server ${redisVersion}.`,
     '',
-    `Command: \`npm run bench:instructions\` with BENCH_WARMUP_REQUESTS=${settings.warmupRequests}, BENCH_REQUESTS=${settings.requests}, BENCH_CONNECTIONS=${settings.connections}.`,
+    `Command: \`npm run bench:instructions\` with BENCH_WARMUP_REQUESTS=${settings.warmupRequests}, BENCH_REQUESTS=${settings.requests}, BENCH_CONNECTIONS=${settings.connections}, BENCH_PROCESSES=${settings.processes}.`,
     '',
     'The servers of bench:http (the same routes, app settings and rate limit), built with tsc and run under callgrind. ' +
-      `Each case: ${settings.warmupRequests} requests uncounted, then ${settings.requests} counted (autocannon, ${settings.connections} connections); ` +
-      'the figure is what the main thread executed while they ran, divided by the number of requests. ' +
+      `Each case: ${settings.warmupRequests} requests uncounted, then ${settings.requests} counted (autocannon, ${settings.connections} connections), in ${settings.processes} fresh server processes; ` +
+      'the figure is the least of their counts of what the main thread executed while they ran, divided by the number of requests. ' +
       'It leaves out system time, cache misses and the helper threads, so it is no substitute for req/s; it is the figure to compare two builds with, since it repeats within about 1 %.',
     '',
     table(rows),
