@@ -7,10 +7,10 @@ import { hookList } from './route-hooks.js'
  * Refuses callers a route's policy does not admit, with the documented 401
  * `Invalid token`. A plugin of its own, registered after the rate limiter, so
  * that on each route its hook comes after the limiter's (onRoute hooks run in
- * registration order): a call with a wrong token is counted before it is refused, so
- * guessing tokens spends a budget too, and it is refused before its body is
- * read or validated. A callback hook on the last onRequest slot, rather than a
- * preParsing hook, so no further hook chain runs per request.
+ * registration order): a call with a wrong token is counted before it is
+ * refused, so guessing tokens spends a budget too, and it is refused before
+ * its body is read or validated. A callback hook in the last onRequest slot,
+ * rather than a preParsing hook, so no further hook chain runs per request.
  */
 export default fp(async (app) => {
   const auth: AuthService = app.auth
